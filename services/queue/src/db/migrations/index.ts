@@ -1,0 +1,8 @@
+// Every migration, in order. Kysely's migrator takes an advisory lock, so replicas that start at
+// the same time apply each migration exactly once.
+import type { Migration } from 'kysely';
+import * as m0001 from './0001-initial.js';
+
+export const migrations: Record<string, Migration> = {
+  '0001-initial': m0001,
+};

@@ -1,0 +1,14 @@
+// The whole route table, in reference order. Each capability declares its endpoints beside its
+// handlers; this list is the one place they are gathered.
+import { claimEndpoints } from '../claims/api.js';
+import { metaEndpoints } from '../meta/api.js';
+import { runEndpoints } from '../runs/api.js';
+import { taskEndpoints } from '../tasks/api.js';
+import type { Endpoint } from './endpoint.js';
+
+export const endpoints: Endpoint[] = [
+  ...metaEndpoints,
+  ...taskEndpoints,
+  ...runEndpoints,
+  ...claimEndpoints,
+];

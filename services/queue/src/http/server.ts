@@ -1,0 +1,209 @@
+// The Fastify server: routes from the endpoint table, Taskcluster's middleware order (parse body →
+// authenticate → URL params → query → scopes when the URL has all they need → body schema →
+// handler), and Taskcluster's error bodies.
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { paramsNeeded, renderExpression, satisfies, type ScopeExpression } from '../auth/scopes.js';
+import type { Authenticator } from '../auth/authenticate.js';
+import type { Ctx } from '../context.js';
+import { routeParams, type ApiRequest, type Endpoint, type Response } from './endpoint.js';
+import { ApiError, errorStatus } from './errors.js';
+import { paramPatterns, queryPatterns } from './params.js';
+import { validate } from './validate.js';
+
+export const apiPrefix = '/api/queue/v1';
+const maxBodyBytes = 10 * 1024 * 1024;
+
+function fastifyPath(e: Endpoint): string {
+  let path = e.route;
+  if (e.wildcard) path = path.replace(new RegExp(`<${e.wildcard}>$`), '*');
+  return apiPrefix + path.replace(/<([a-zA-Z]+)>/g, ':$1');
+}
+
+/** Host and port as the client signed them (honouring a proxy's x-forwarded-* headers). */
+function requestHostPort(req: FastifyRequest): { host: string; port: number } {
+  const hostHeader = String(req.headers['x-forwarded-host'] ?? req.headers.host ?? 'localhost');
+  const proto = String(req.headers['x-forwarded-proto'] ?? 'http').split(',')[0]!.trim();
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(hostHeader);
+  const host = m?.[1] ?? hostHeader;
+  const forwardedPort = req.headers['x-forwarded-port'];
+  const port = forwardedPort ? Number(String(forwardedPort).split(',')[0]) : m?.[2] ? Number(m[2]) : proto === 'https' ? 443 : 80;
+  return { host, port };
+}
+
+function errorBody(req: FastifyRequest, code: string, message: string, details: Record<string, unknown> = {}) {
+  return {
+    code,
+    message,
+    requestInfo: {
+      method: req.routeOptions?.config && (req.routeOptions.config as { name?: string }).name,
+      params: req.params ?? {},
+      payload: req.body && typeof req.body === 'object' && !('pipe' in (req.body as object)) ? req.body : {},
+      time: new Date().toISOString(),
+    },
+    ...(Object.keys(details).length > 0 ? { details } : {}),
+  };
+}
+
+function insufficientScopes(expression: ScopeExpression, scopes: string[]): ApiError {
+  return new ApiError(
+    'InsufficientScopes',
+    `This request requires Taskcluster credentials that satisfy the following scope expression:\n\n` +
+      `${JSON.stringify(expression, null, 2)}\n\nThe request was made with${scopes.length ? ' the scopes:\n\n' + scopes.join('\n') : ' no credentials'}`,
+    { required: expression },
+  );
+}
+
+export interface ServerOptions {
+  ctx: Ctx;
+  authenticator: Authenticator;
+  endpoints: Endpoint[];
+  /** Extra routes outside the endpoint table (schemas, references, events, uploads). */
+  plugins?: Array<(app: FastifyInstance) => void | Promise<void>>;
+}
+
+export async function buildServer({ ctx, authenticator, endpoints, plugins = [] }: ServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.log,
+    bodyLimit: maxBodyBytes,
+    // per-request logs cost more than the requests on the hot path; errors are still logged
+    logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { maxParamLength: 2048, ignoreDuplicateSlashes: false },
+    // clients behind a load balancer keep connections open; don't drop them while busy
+    keepAliveTimeout: 65_000,
+  });
+
+  // JSON bodies; an empty body is "no body" (reportCompleted and friends are POSTs without one).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: maxBodyBytes }, (_req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new ApiError('MalformedPayload', 'The request body is not valid JSON'), undefined);
+    }
+  });
+  // Any other type passes through as a stream: raw-body endpoints take it, JSON endpoints refuse it.
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+
+  for (const e of endpoints) {
+    const urlParams = routeParams(e.route);
+    const scopeParams = e.scopes ? paramsNeeded(e.scopes) : [];
+    const checkEarly = e.scopes !== null && scopeParams.every((p) => urlParams.includes(p));
+
+    app.route({
+      method: e.method,
+      url: fastifyPath(e),
+      config: { name: e.name },
+      handler: async (req: FastifyRequest, reply: FastifyReply) => {
+        const rawParams = { ...(req.params as Record<string, string>) };
+        if (e.wildcard) {
+          rawParams[e.wildcard] = rawParams['*'] ?? '';
+          delete rawParams['*'];
+        }
+        const { host, port } = requestHostPort(req);
+        const auth = await authenticator.authenticate({
+          method: req.method,
+          url: req.url,
+          host,
+          port,
+          authorization: req.headers.authorization,
+        });
+
+        for (const p of urlParams) {
+          const pattern = paramPatterns[p];
+          if (pattern && !pattern.test(rawParams[p] ?? '')) {
+            throw new ApiError('InvalidRequestArguments', `Invalid URL parameter ${p}: '${rawParams[p]}' does not match ${pattern}`);
+          }
+        }
+        const query = { ...(req.query as Record<string, string>) };
+        delete (query as Record<string, unknown>).bewit;
+        for (const [k, v] of Object.entries(query)) {
+          if (!e.query?.includes(k)) throw new ApiError('InvalidRequestArguments', `Unknown query option ${k}`);
+          const pattern = queryPatterns[k];
+          if (pattern && !pattern.test(String(v))) {
+            throw new ApiError('InvalidRequestArguments', `Invalid query option ${k}: '${v}' does not match ${pattern}`);
+          }
+        }
+
+        let authorized = e.scopes === null;
+        const authorize = (extra: Record<string, unknown> = {}) => {
+          if (!e.scopes) return;
+          const expression = renderExpression(e.scopes, { ...rawParams, ...extra });
+          if (!satisfies(auth.scopes, expression)) throw insufficientScopes(expression, auth.scopes);
+          authorized = true;
+        };
+        if (checkEarly) authorize();
+
+        let body = req.body;
+        if (e.input) {
+          if (body && typeof body === 'object' && 'pipe' in (body as object)) {
+            throw new ApiError('MalformedPayload', `${e.name} takes a JSON body with content-type application/json`);
+          }
+          validate(e.input, body);
+        } else if (!e.rawBody && body && typeof body === 'object' && 'pipe' in (body as object)) {
+          // an unexpected raw body is ignored, as Taskcluster ignores bodies of body-less endpoints
+          (body as NodeJS.ReadableStream).resume();
+          body = undefined;
+        }
+
+        const apiReq: ApiRequest = {
+          params: rawParams,
+          query,
+          body,
+          clientId: auth.clientId,
+          scopes: auth.scopes,
+          authorize,
+          satisfies: (expr) => satisfies(auth.scopes, expr),
+          ctx,
+          raw: req,
+          reply,
+        };
+        const result = await e.handler(apiReq);
+        if (!authorized) {
+          // A handler that never checked its scopes is a bug, not a reason to serve the request.
+          throw new Error(`endpoint ${e.name} returned without authorizing`);
+        }
+        if (reply.sent) return reply;
+        if (result && typeof result === 'object' && (result as Response).__response) {
+          const r = result as Response;
+          reply.code(r.status);
+          if (r.headers) reply.headers(r.headers);
+          return reply.send(r.body);
+        }
+        return reply.send(result);
+      },
+    });
+  }
+
+  for (const plugin of plugins) await plugin(app);
+
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send(errorBody(req, 'ResourceNotFound', `No such endpoint: ${req.method} ${req.url.split('?')[0]}`));
+  });
+
+  app.setErrorHandler((err: unknown, req, reply) => {
+    if (err instanceof ApiError) {
+      if (err.code === 'AuthenticationFailed') reply.header('www-authenticate', 'hawk');
+      // the validation details are for logs; the message already says what is wrong
+      const { errors: _errors, ...details } = err.details;
+      reply.code(err.statusCode).send(errorBody(req, err.code, err.message, details));
+      return;
+    }
+    const fe = err as { code?: string; statusCode?: number; message?: string };
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      reply.code(errorStatus.InputTooLarge).send(errorBody(req, 'InputTooLarge', `The request body is larger than ${maxBodyBytes} bytes`));
+      return;
+    }
+    if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
+      reply.code(400).send(errorBody(req, 'MalformedPayload', fe.message ?? 'Malformed request'));
+      return;
+    }
+    const incidentId = randomUUID();
+    req.log.error({ err, incidentId }, 'internal error');
+    reply.code(500).send(errorBody(req, 'InternalServerError', `Internal Server Error, incidentId ${incidentId}.`, { incidentId }));
+  });
+
+  return app;
+}

@@ -1,0 +1,42 @@
+// What follows when a task reaches a resolved state (and no retry run was made): its group may
+// become resolved, and its dependents may become unblocked.
+import { sql } from 'kysely';
+import type { Ctx } from '../context.js';
+import type { Trx } from '../db/database.js';
+import { resolveDependents } from '../deps/resolve.js';
+import { groupMessage, type OutboxMessage } from '../outbox/messages.js';
+import type { TaskWithRuns } from '../tasks/status.js';
+
+export async function afterResolved(ctx: Ctx, trx: Trx, t: TaskWithRuns): Promise<OutboxMessage[]> {
+  const messages: OutboxMessage[] = [];
+  if (!t.task.ever_resolved) {
+    t.task.ever_resolved = true;
+    await trx.updateTable('tasks').set({ ever_resolved: true }).where('task_id', '=', t.task.task_id).execute();
+  }
+  messages.push(...(await changeUnresolved(trx, t.task.task_group_id, -1)));
+  messages.push(...(await resolveDependents(ctx, trx, t)));
+  return messages;
+}
+
+/**
+ * Adjusts the group's count of unresolved tasks. The transaction that brings it to zero announces
+ * task-group-resolved — exactly once per such transition, and never while a retry run is pending
+ * (a retried task never left the unresolved set).
+ */
+export async function changeUnresolved(trx: Trx, taskGroupId: string, delta: 1 | -1): Promise<OutboxMessage[]> {
+  const group = await trx
+    .updateTable('task_groups')
+    .set({ unresolved: sql`unresolved + ${delta}` })
+    .where('task_group_id', '=', taskGroupId)
+    .returning(['task_group_id', 'scheduler_id', 'expires', 'sealed', 'unresolved'])
+    .executeTakeFirst();
+  if (!group || delta > 0 || group.unresolved !== 0) return [];
+  return [
+    groupMessage('taskGroupResolved', {
+      taskGroupId: group.task_group_id,
+      schedulerId: group.scheduler_id,
+      expires: group.expires,
+      sealed: group.sealed,
+    }),
+  ];
+}

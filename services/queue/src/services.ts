@@ -1,0 +1,25 @@
+// Background services (loops, relay) and extra HTTP routes (event stream, uploads) that other
+// capabilities plug in. Each service has the same shape: start() returned it; stop() ends it.
+import type { FastifyInstance } from 'fastify';
+import type { Ctx } from './context.js';
+
+export interface Service {
+  name: string;
+  stop(): Promise<void>;
+}
+
+type ServiceFactory = (ctx: Ctx) => Promise<Service>;
+type PluginFactory = (ctx: Ctx) => (app: FastifyInstance) => void | Promise<void>;
+
+export const serviceFactories: ServiceFactory[] = [];
+export const pluginFactories: PluginFactory[] = [];
+
+export async function startServices(ctx: Ctx): Promise<Service[]> {
+  const started: Service[] = [];
+  for (const f of serviceFactories) started.push(await f(ctx));
+  return started;
+}
+
+export function extraPlugins(ctx: Ctx) {
+  return pluginFactories.map((f) => f(ctx));
+}

@@ -1,0 +1,177 @@
+// createTask: validate, authorize, check times, then one transaction that stores the task, joins
+// its group, records dependencies, schedules it when unblocked, and writes task-defined/pending.
+import { isDeepStrictEqual } from 'node:util';
+import type { Ctx } from '../context.js';
+import { insertDependencies, lockDependencies } from '../deps/track.js';
+import type { ApiRequest } from '../http/endpoint.js';
+import { ApiError } from '../http/errors.js';
+import { taskMessage, type OutboxMessage } from '../outbox/messages.js';
+import { writeOutbox } from '../outbox/write.js';
+import { changeUnresolved } from '../runs/after-resolved.js';
+import { addPendingRun } from '../runs/schedule.js';
+import { prioritiesAtOrAbove } from './priority.js';
+import { toDefinition, toStatus, type TaskRow, type TaskStatus, type TaskWithRuns, loadTask } from './status.js';
+
+const driftMs = 15 * 60 * 1000;
+
+export interface CreateTaskBody {
+  taskQueueId?: string;
+  provisionerId?: string;
+  workerType?: string;
+  schedulerId: string;
+  projectId: string;
+  taskGroupId?: string;
+  dependencies: string[];
+  requires: string;
+  routes: string[];
+  priority: string;
+  retries: number;
+  created: string;
+  deadline: string;
+  expires?: string;
+  scopes: string[];
+  payload: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+  tags: Record<string, string>;
+  extra: Record<string, unknown>;
+}
+
+function queueIdOf(body: CreateTaskBody): string {
+  const { taskQueueId, provisionerId, workerType } = body;
+  if (provisionerId !== undefined || workerType !== undefined) {
+    if (provisionerId === undefined || workerType === undefined) {
+      throw new ApiError('InputError', 'provisionerId and workerType must be given together (or use taskQueueId)');
+    }
+    const legacy = `${provisionerId}/${workerType}`;
+    if (taskQueueId !== undefined && taskQueueId !== legacy) {
+      throw new ApiError('InputError', `taskQueueId ${taskQueueId} does not match provisionerId/workerType ${legacy}`);
+    }
+    return legacy;
+  }
+  if (taskQueueId === undefined) throw new ApiError('InputError', 'a task needs a taskQueueId (or provisionerId and workerType)');
+  return taskQueueId;
+}
+
+function checkTimes(ctx: Ctx, created: Date, deadline: Date, expires: Date): void {
+  const now = ctx.clock.now().getTime();
+  const problems: string[] = [];
+  if (Math.abs(created.getTime() - now) > driftMs) problems.push('created must be within 15 minutes of the current time');
+  if (deadline < created) problems.push('deadline cannot be before created');
+  if (deadline.getTime() < now) problems.push('deadline cannot be in the past');
+  const maxMs = ctx.config.maxTaskDeadlineDays * 24 * 3600 * 1000;
+  if (deadline.getTime() > now + maxMs + driftMs) {
+    problems.push(`deadline cannot be more than ${ctx.config.maxTaskDeadlineDays} days into the future`);
+  }
+  if (expires < deadline) problems.push('expires cannot be before the deadline');
+  if (problems.length > 0) throw new ApiError('InputError', problems.join('; '));
+}
+
+export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskBody>): Promise<{ status: TaskStatus }> {
+  const { ctx } = req;
+  const { taskId } = req.params;
+  const body = req.body;
+  const taskQueueId = queueIdOf(body);
+  const [provisionerId, workerType] = taskQueueId.split('/') as [string, string];
+
+  req.authorize({
+    scopes: body.scopes,
+    routes: body.routes,
+    projectId: body.projectId,
+    schedulerId: body.schedulerId,
+    priorities: prioritiesAtOrAbove(body.priority),
+    provisionerId,
+    workerType,
+  });
+
+  const created = new Date(body.created);
+  const deadline = new Date(body.deadline);
+  const expires = body.expires ? new Date(body.expires) : new Date(deadline.getTime() + 365 * 24 * 3600 * 1000);
+  checkTimes(ctx, created, deadline, expires);
+  const badScope = body.scopes.find((s) => s.endsWith('**'));
+  if (badScope) throw new ApiError('InputError', `scope ${badScope} ends with '**', which is not allowed`);
+
+  const row: TaskRow = {
+    task_id: taskId,
+    task_queue_id: taskQueueId,
+    scheduler_id: body.schedulerId,
+    project_id: body.projectId,
+    task_group_id: body.taskGroupId ?? taskId,
+    dependencies: body.dependencies,
+    requires: body.requires,
+    routes: body.routes,
+    priority: body.priority,
+    retries: body.retries,
+    retries_left: body.retries,
+    created,
+    deadline,
+    expires,
+    scopes: body.scopes,
+    payload: body.payload,
+    metadata: body.metadata,
+    tags: body.tags,
+    extra: body.extra,
+    ever_resolved: false,
+  };
+
+  const status = await ctx.db.transaction().execute(async (trx) => {
+    const dep = { taskId, dependencies: row.dependencies, requires: row.requires, deadline, expires };
+    const satisfied = await lockDependencies(trx, dep);
+
+    await trx
+      .insertInto('task_groups')
+      .values({ task_group_id: row.task_group_id, scheduler_id: row.scheduler_id, expires, sealed: null })
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+    const group = await trx.selectFrom('task_groups').selectAll().where('task_group_id', '=', row.task_group_id).forUpdate().executeTakeFirstOrThrow();
+
+    const inserted = await trx
+      .insertInto('tasks')
+      .values({
+        ...row,
+        dependencies: JSON.stringify(row.dependencies),
+        routes: JSON.stringify(row.routes),
+        scopes: JSON.stringify(row.scopes),
+        payload: JSON.stringify(row.payload),
+        metadata: JSON.stringify(row.metadata),
+        tags: JSON.stringify(row.tags),
+        extra: JSON.stringify(row.extra),
+      })
+      .onConflict((oc) => oc.column('task_id').doNothing())
+      .returning('task_id')
+      .executeTakeFirst();
+    if (!inserted) {
+      const existing = (await loadTask(trx, taskId))!;
+      if (!isDeepStrictEqual(toDefinition(existing.task), toDefinition(row))) {
+        throw new ApiError('RequestConflict', `taskId ${taskId} already used by another task with a different definition`, { taskId });
+      }
+      return toStatus(existing);
+    }
+
+    if (group.scheduler_id !== row.scheduler_id) {
+      throw new ApiError(
+        'RequestConflict',
+        `taskGroupId ${row.task_group_id} contains tasks with schedulerId ${group.scheduler_id}; all tasks in a group must share one schedulerId`,
+        { taskGroupId: row.task_group_id },
+      );
+    }
+    if (group.sealed) {
+      throw new ApiError('RequestConflict', `taskGroupId ${row.task_group_id} is sealed; no tasks can be added to it`, { taskGroupId: row.task_group_id });
+    }
+    if (new Date(group.expires) < expires) {
+      await trx.updateTable('task_groups').set({ expires }).where('task_group_id', '=', row.task_group_id).execute();
+    }
+    await changeUnresolved(trx, row.task_group_id, 1);
+    await trx.insertInto('task_deadlines').values({ task_id: taskId, deadline }).execute();
+
+    const t: TaskWithRuns = { task: row, runs: [] };
+    const messages: OutboxMessage[] = [taskMessage('taskDefined', t)];
+    const blocked = await insertDependencies(trx, dep, satisfied);
+    if (!blocked) {
+      const run = await addPendingRun(ctx, trx, t, 'scheduled');
+      messages.push(taskMessage('taskPending', t, { runId: run.run_id }));
+    }
+    await writeOutbox(trx, ctx.config.exchangePrefix, messages);
+    return toStatus(t);
+  });
+  return { status };
+}

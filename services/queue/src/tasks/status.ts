@@ -1,0 +1,147 @@
+// Reading tasks and runs, and shaping them into the Taskcluster task definition and status.
+import { sql } from 'kysely';
+import type { Db, Trx } from '../db/database.js';
+import type { RunsTable, TasksTable } from '../db/tables.js';
+import type { Selectable } from 'kysely';
+
+export type TaskRow = Selectable<TasksTable>;
+export type RunRow = Selectable<RunsTable>;
+
+export interface TaskWithRuns {
+  task: TaskRow;
+  runs: RunRow[];
+}
+
+export const resolvedStates = ['completed', 'failed', 'exception'] as const;
+
+export function isResolvedState(state: string): boolean {
+  return (resolvedStates as readonly string[]).includes(state);
+}
+
+export function taskState(runs: RunRow[]): string {
+  return runs.length === 0 ? 'unscheduled' : runs[runs.length - 1]!.state;
+}
+
+export function lastRun(runs: RunRow[]): RunRow | undefined {
+  return runs[runs.length - 1];
+}
+
+async function loadRuns(db: Db | Trx, taskIds: string[]): Promise<Map<string, RunRow[]>> {
+  const map = new Map<string, RunRow[]>();
+  if (taskIds.length === 0) return map;
+  const rows = await db.selectFrom('runs').selectAll().where('task_id', 'in', taskIds).orderBy('task_id').orderBy('run_id').execute();
+  for (const r of rows) {
+    let list = map.get(r.task_id);
+    if (!list) map.set(r.task_id, (list = []));
+    list.push(r);
+  }
+  return map;
+}
+
+export async function loadTask(db: Db | Trx, taskId: string): Promise<TaskWithRuns | undefined> {
+  const task = await db.selectFrom('tasks').selectAll().where('task_id', '=', taskId).executeTakeFirst();
+  if (!task) return undefined;
+  const runs = (await loadRuns(db, [taskId])).get(taskId) ?? [];
+  return { task, runs };
+}
+
+/** Lock the task row: every transition of a task serialises here. */
+export async function lockTask(trx: Trx, taskId: string): Promise<TaskWithRuns | undefined> {
+  const task = await trx.selectFrom('tasks').selectAll().where('task_id', '=', taskId).forUpdate().executeTakeFirst();
+  if (!task) return undefined;
+  const runs = (await loadRuns(trx, [taskId])).get(taskId) ?? [];
+  return { task, runs };
+}
+
+export async function loadTasks(db: Db | Trx, taskIds: string[]): Promise<TaskWithRuns[]> {
+  if (taskIds.length === 0) return [];
+  const tasks = await db.selectFrom('tasks').selectAll().where('task_id', 'in', taskIds).execute();
+  const runs = await loadRuns(db, tasks.map((t) => t.task_id));
+  return tasks.map((task) => ({ task, runs: runs.get(task.task_id) ?? [] }));
+}
+
+const iso = (d: Date | string | null | undefined): string | undefined =>
+  d == null ? undefined : new Date(d).toISOString();
+
+export function splitQueueId(taskQueueId: string): { provisionerId: string; workerType: string } {
+  const i = taskQueueId.indexOf('/');
+  return { provisionerId: taskQueueId.slice(0, i), workerType: taskQueueId.slice(i + 1) };
+}
+
+export function runJson(r: RunRow): Record<string, unknown> {
+  const run: Record<string, unknown> = {
+    runId: r.run_id,
+    state: r.state,
+    reasonCreated: r.reason_created,
+  };
+  if (r.reason_resolved) run.reasonResolved = r.reason_resolved;
+  if (r.worker_group) run.workerGroup = r.worker_group;
+  if (r.worker_id) run.workerId = r.worker_id;
+  if (r.taken_until) run.takenUntil = iso(r.taken_until);
+  run.scheduled = iso(r.scheduled);
+  if (r.started) run.started = iso(r.started);
+  if (r.resolved) run.resolved = iso(r.resolved);
+  return run;
+}
+
+export type TaskStatus = {
+  taskId: string;
+  provisionerId: string;
+  workerType: string;
+  taskQueueId: string;
+  schedulerId: string;
+  projectId: string;
+  taskGroupId: string;
+  deadline: string;
+  expires: string;
+  retriesLeft: number;
+  state: string;
+  runs: Array<Record<string, unknown>>;
+};
+
+export function toStatus({ task, runs }: TaskWithRuns): TaskStatus {
+  return {
+    taskId: task.task_id,
+    ...splitQueueId(task.task_queue_id),
+    taskQueueId: task.task_queue_id,
+    schedulerId: task.scheduler_id,
+    projectId: task.project_id,
+    taskGroupId: task.task_group_id,
+    deadline: iso(task.deadline)!,
+    expires: iso(task.expires)!,
+    retriesLeft: task.retries_left,
+    state: taskState(runs),
+    runs: runs.map(runJson),
+  };
+}
+
+/** The definition as `task` returns it: every default filled, both queue id forms. */
+export function toDefinition(task: TaskRow): Record<string, unknown> {
+  return {
+    ...splitQueueId(task.task_queue_id),
+    taskQueueId: task.task_queue_id,
+    schedulerId: task.scheduler_id,
+    projectId: task.project_id,
+    taskGroupId: task.task_group_id,
+    dependencies: task.dependencies,
+    requires: task.requires,
+    routes: task.routes,
+    priority: task.priority,
+    retries: task.retries,
+    created: iso(task.created),
+    deadline: iso(task.deadline),
+    expires: iso(task.expires),
+    scopes: task.scopes,
+    payload: task.payload,
+    metadata: task.metadata,
+    tags: task.tags,
+    extra: task.extra,
+  };
+}
+
+/** Highest run id + 1 as the next run's id. */
+export function nextRunId(runs: RunRow[]): number {
+  return runs.length;
+}
+
+export const nowSql = sql`now()`;
