@@ -1,0 +1,2 @@
+// taskcluster-client ships no types; tests use it as the external, untyped client it is for users.
+declare module 'taskcluster-client';
