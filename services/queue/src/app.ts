@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import { systemClock, type Clock, type Ctx } from './context.js';
 import { createDb, migrate } from './db/database.js';
 import { referenceRoutes } from './http/reference.js';
+import { metricsRoutes } from './meta/metrics.js';
 import { endpoints } from './http/routes.js';
 import { buildServer } from './http/server.js';
 import { extraPlugins, startServices, type Service } from './services.js';
@@ -53,7 +54,7 @@ export async function startQueue({ config, clock = systemClock, api = true, loop
     ctx,
     authenticator,
     endpoints,
-    plugins: [referenceRoutes(endpoints, config.rootUrl, config.exchangePrefix), ...extraPlugins(ctx)],
+    plugins: [metricsRoutes, referenceRoutes(endpoints, config.rootUrl, config.exchangePrefix), ...extraPlugins(ctx)],
   });
   let url = '';
   if (api) {
