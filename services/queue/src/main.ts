@@ -3,6 +3,7 @@
 import pino from 'pino';
 import { startQueue } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { clientCommand } from './auth/clients-cli.js';
 import { createDb, migrate } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from './db/embedded.js';
 
@@ -54,6 +55,15 @@ const commands: Record<string, Command> = {
     log.info('migrations applied');
     await embedded?.stop();
     return async () => {};
+  },
+  async client(config, log, args) {
+    const embedded = await withDatabase(config, log);
+    const { db } = createDb(config.databaseUrl!, 1);
+    await migrate(db as never);
+    const code = await clientCommand(db, args, (s) => process.stdout.write(s + '\n'));
+    await db.destroy();
+    await embedded?.stop();
+    process.exit(code);
   },
 };
 
