@@ -29,7 +29,8 @@ export async function startTestQueue(overrides: Partial<Config> = {}): Promise<T
       rootAccessToken: randomBytes(16).toString('hex'),
       exchangePrefix: `exchange/conveyor-test-${randomBytes(4).toString('hex')}/v1/`,
       logLevel: (process.env.TEST_LOG_LEVEL as Config['logLevel']) ?? 'silent',
-      dbPoolSize: 10,
+      // several test files (and developers) share one PostgreSQL with max_connections 100
+      dbPoolSize: 5,
       ...overrides,
     },
   );
