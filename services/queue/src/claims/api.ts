@@ -6,7 +6,7 @@ import { ApiError } from '../http/errors.js';
 import { assertBeforeDeadline, withLockedTask } from '../runs/with-task.js';
 import { splitQueueId } from '../tasks/status.js';
 import { claimPending, claimUntil, finishClaims, type Claim, type Claimer } from './claim.js';
-import { markQueueSeen } from './seen.js';
+import { markQueueSeen, markWorkerSeen } from './seen.js';
 
 async function isQuarantined(ctx: Ctx, who: Claimer): Promise<boolean> {
   const row = await ctx.db
@@ -23,6 +23,7 @@ async function isQuarantined(ctx: Ctx, who: Claimer): Promise<boolean> {
 async function claimWork(ctx: Ctx, who: Claimer, count: number, clientGone: AbortSignal): Promise<Claim[]> {
   const deadline = Date.now() + ctx.config.claimWorkTimeoutSec * 1000;
   markQueueSeen(ctx, who.taskQueueId);
+  markWorkerSeen(ctx, who);
   const signal = AbortSignal.any([clientGone, ctx.draining]);
   if (await isQuarantined(ctx, who)) {
     // a quarantined worker is told nothing: it waits out the poll and gets no work

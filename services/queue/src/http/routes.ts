@@ -4,6 +4,7 @@ import { claimEndpoints } from '../claims/api.js';
 import { metaEndpoints } from '../meta/api.js';
 import { runEndpoints } from '../runs/api.js';
 import { taskEndpoints } from '../tasks/api.js';
+import { workerEndpoints } from '../workers/api.js';
 import type { Endpoint } from './endpoint.js';
 
 export const endpoints: Endpoint[] = [
@@ -11,4 +12,5 @@ export const endpoints: Endpoint[] = [
   ...taskEndpoints,
   ...runEndpoints,
   ...claimEndpoints,
+  ...workerEndpoints,
 ];
