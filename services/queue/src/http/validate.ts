@@ -25,10 +25,38 @@ export function validatorFor(name: string): ValidateFunction {
   return v;
 }
 
+// PostgreSQL text and jsonb cannot hold U+0000, and jsonb refuses unpaired surrogates (JSON
+// allows both): refused here, or they would fail inside the transaction as a 500.
+const unstorable = /[\u0000\p{Cs}]/u;
+
+function findUnstorable(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') return unstorable.test(value) ? path : undefined;
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = findUnstorable(value[i], `${path}[${i}]`);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  for (const [k, v] of Object.entries(value)) {
+    if (unstorable.test(k)) return `${path} (a key)`;
+    const found = findUnstorable(v, `${path}.${k}`);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 /** Validates (and fills defaults into) `data`, or throws InputValidationError saying what is wrong. */
 export function validate(name: string, data: unknown, what = 'request payload'): void {
   const v = validatorFor(name);
-  if (v(data)) return;
+  if (v(data)) {
+    const where = findUnstorable(data, what);
+    if (where) {
+      throw new ApiError('InputValidationError', `${where} contains a NUL character (\\u0000) or an unpaired UTF-16 surrogate, which cannot be stored`, { schema: name });
+    }
+    return;
+  }
   const errors = (v.errors ?? []).slice(0, 5).map((e) => {
     const where = e.instancePath === '' ? what : `${what}${e.instancePath.replace(/\//g, '.')}`;
     const extra = e.params && 'allowedValues' in e.params ? ` (${(e.params.allowedValues as unknown[]).join(', ')})`

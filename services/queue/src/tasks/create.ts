@@ -54,6 +54,12 @@ function queueIdOf(body: CreateTaskBody): string {
 
 function checkTimes(ctx: Ctx, created: Date, deadline: Date, expires: Date): void {
   const now = ctx.clock.now().getTime();
+  // The schema's date-time format admits a few forms JavaScript cannot read (a leap second
+  // `23:59:60`, an hour-only offset `+05`); they must not reach the database as NaN.
+  const unreadable = Object.entries({ created, deadline, expires }).filter(([, d]) => Number.isNaN(d.getTime()));
+  if (unreadable.length > 0) {
+    throw new ApiError('InputError', `${unreadable.map(([k]) => k).join(', ')}: not a date-time this service can read; use RFC 3339 like 2025-01-31T12:00:00.000Z`);
+  }
   const problems: string[] = [];
   if (Math.abs(created.getTime() - now) > driftMs) problems.push('created must be within 15 minutes of the current time');
   if (deadline < created) problems.push('deadline cannot be before created');
@@ -141,7 +147,9 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
       .executeTakeFirst();
     if (!inserted) {
       const existing = (await loadTask(trx, taskId))!;
-      if (!isDeepStrictEqual(toDefinition(existing.task), toDefinition(row))) {
+      // compared as stored: jsonb keeps what JSON keeps (-0 is 0, 1e400 is null)
+      const asStored = JSON.parse(JSON.stringify(toDefinition(row))) as unknown;
+      if (!isDeepStrictEqual(toDefinition(existing.task), asStored)) {
         throw new ApiError('RequestConflict', `taskId ${taskId} already used by another task with a different definition`, { taskId });
       }
       return toStatus(existing);
