@@ -1,0 +1,58 @@
+// CPU and memory of processes from /proc (Linux): where the machine's time went during a phase.
+import { readdirSync, readFileSync } from 'node:fs';
+
+const ticksPerSec = 100; // USER_HZ on Linux
+
+function statFields(pid: number | string): string[] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm may hold spaces: the fields after it start past the last ')'
+    return [text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')), ...text.slice(text.lastIndexOf(')') + 2).split(' ')];
+  } catch {
+    return undefined; // the process is gone
+  }
+}
+
+/** utime + stime of a process in seconds (fields 14 and 15 of /proc/<pid>/stat). */
+export function processCpuSec(pid: number): number {
+  const f = statFields(pid);
+  return f ? (Number(f[12]) + Number(f[13])) / ticksPerSec : 0;
+}
+
+/**
+ * CPU of every PostgreSQL process: live processes' own time plus what the postmaster collected
+ * from children that have exited (cutime + cstime). Includes other users of the same server.
+ */
+export function postgresCpuSec(): number {
+  const procs = new Map<string, string[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(name);
+    if (f && f[0]!.startsWith('postgres')) procs.set(name, f);
+  }
+  let ticks = 0;
+  for (const f of procs.values()) {
+    ticks += Number(f[12]) + Number(f[13]);
+    // the postmaster (parent not a postgres process) holds the time of its exited backends
+    if (!procs.has(f[2]!)) ticks += Number(f[14]) + Number(f[15]);
+  }
+  return ticks / ticksPerSec;
+}
+
+/** Busy (non-idle) CPU seconds of the whole machine, all cores together. */
+export function machineBusySec(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
+  return (cpu.reduce((a, b) => a + b, 0) - idle) / ticksPerSec;
+}
+
+/** Peak and current resident set size of a process, in MB (VmHWM, VmRSS). */
+export function memoryMb(pid: number): { peakMb: number; rssMb: number } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+    return { peakMb: kb('VmHWM') / 1024, rssMb: kb('VmRSS') / 1024 };
+  } catch {
+    return { peakMb: NaN, rssMb: NaN };
+  }
+}

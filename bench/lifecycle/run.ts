@@ -1,0 +1,185 @@
+// bench/lifecycle: create → claimWork → reportCompleted over HTTP, Hawk-signed, against the queue
+// service running as its own process on its own database, driven by a separate load-generator
+// process. `npm run bench -- --help` lists the options.
+import { fork } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createTestDatabase } from '../../test/harness/db.js';
+import { machineBusySec, memoryMb, postgresCpuSec, processCpuSec } from './procstat.js';
+import { startService, type RunningService } from './service.js';
+import { latencyLine, ms } from './stats.js';
+import type { Job, JobResult } from './workload.js';
+
+const generatorTs = fileURLToPath(new URL('./generator.ts', import.meta.url));
+
+const { values: opt } = parseArgs({
+  options: {
+    connections: { type: 'string', default: '50' },
+    duration: { type: 'string', default: '15' },
+    warmup: { type: 'string', default: '3' },
+    'official-connections': { type: 'string', default: '10' },
+    'official-duration': { type: 'string', default: '5' },
+    'handoff-samples': { type: 'string', default: '200' },
+    waiters: { type: 'string', default: '4' },
+    phases: { type: 'string', default: 'lean,official,handoff' },
+    amqp: { type: 'boolean', default: false },
+    'amqp-url': { type: 'string', default: process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672' },
+    'shared-group': { type: 'boolean', default: false },
+    pool: { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (opt.help) {
+  process.stdout.write(`npm run bench -- [options]
+  --connections N           lean generator's concurrent connections (50)
+  --duration S              measured seconds of the lean run (15), after --warmup S (3)
+  --official-connections N  taskcluster-client concurrency (10), for --official-duration S (5)
+  --handoff-samples N       tasks created one at a time for the hand-off latency (200)
+  --waiters N               claimWork long-polls kept waiting during the hand-off run (4)
+  --phases a,b,c            which of lean,official,handoff to run
+  --amqp                    start the service with AMQP_URL (--amqp-url, default local RabbitMQ)
+  --shared-group            put every task in one task group (a contended group row)
+  --pool N                  DB_POOL_SIZE of the service
+  --profile                 run the service with --cpu-prof (profiles in bench/lifecycle/profiles/)
+`);
+  process.exit(0);
+}
+
+interface Window {
+  serviceCpu: number;
+  pgCpu: number;
+  busy: number;
+}
+
+function sampleWindow(pid: number): Window {
+  return { serviceCpu: processCpuSec(pid), pgCpu: postgresCpuSec(), busy: machineBusySec() };
+}
+
+interface Phase {
+  result: JobResult;
+  cpu: { service: number; postgres: number; generator: number; other: number };
+}
+
+async function runPhase(svc: RunningService, job: Job): Promise<Phase> {
+  const child = fork(generatorTs, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let w0: Window | undefined;
+  let w1: Window | undefined;
+  const result = await new Promise<JobResult>((resolve, reject) => {
+    child.on('message', (m: { window?: 'start' | 'end'; result?: JobResult; error?: string }) => {
+      if (m.window === 'start') w0 = sampleWindow(svc.pid);
+      else if (m.window === 'end') w1 = sampleWindow(svc.pid);
+      else if (m.result) resolve(m.result);
+      else if (m.error) reject(new Error(`load generator failed: ${m.error}`));
+    });
+    child.once('exit', (code) => reject(new Error(`load generator exited with ${code} before reporting`)));
+    child.send(job);
+  });
+  const s = result.seconds;
+  const service = (w1!.serviceCpu - w0!.serviceCpu) / s;
+  const postgres = (w1!.pgCpu - w0!.pgCpu) / s;
+  const generator = result.cpuSec / s;
+  const other = Math.max(0, (w1!.busy - w0!.busy) / s - service - postgres - generator);
+  return { result, cpu: { service, postgres, generator, other } };
+}
+
+const pct = (x: number) => `${Math.round(x * 100)}%`;
+
+function printPhase(title: string, p: Phase): void {
+  const r = p.result;
+  const lines = [`\n${title}`];
+  if (r.kind !== 'handoff') {
+    lines.push(`  lifecycles/s       ${(r.lifecycles / r.seconds).toFixed(0)}   (${r.lifecycles} in ${r.seconds.toFixed(1)} s, ${r.errors} errors)`);
+    for (const [name, s] of Object.entries(r.calls)) lines.push(`  ${latencyLine(name, s)}`);
+  } else {
+    lines.push(`  ${latencyLine('hand-off', r.handoff!)}   (${r.errors} errors)`);
+  }
+  if (r.firstError) lines.push(`  first error: ${r.firstError}`);
+  const c = p.cpu;
+  lines.push(
+    `  CPU (cores)        service ${pct(c.service)} · PostgreSQL ${pct(c.postgres)} · generator ${pct(c.generator)} · other ${pct(c.other)}`,
+  );
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+async function main(): Promise<void> {
+  const phases = new Set(opt.phases.split(','));
+  const database = await createTestDatabase();
+  const profileDir = fileURLToPath(new URL('./profiles/', import.meta.url));
+  if (opt.profile) mkdirSync(profileDir, { recursive: true });
+  const svc = await startService({
+    databaseUrl: database.url,
+    ...(opt.amqp ? { amqpUrl: opt['amqp-url'] } : {}),
+    env: opt.pool ? { DB_POOL_SIZE: opt.pool } : {},
+    nodeArgs: opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  });
+  const connections = Number(opt.connections);
+  process.stdout.write(
+    `Conveyor lifecycle bench: service pid ${svc.pid} at ${svc.rootUrl}, database ${database.name}, ` +
+      `AMQP ${opt.amqp ? 'on' : 'off'}, ${opt['shared-group'] ? 'one shared task group' : 'a task group per task'}\n`,
+  );
+  const base = {
+    rootUrl: svc.rootUrl,
+    credentials: svc.credentials,
+    warmupSec: Number(opt.warmup),
+    samples: Number(opt['handoff-samples']),
+    waiters: Number(opt.waiters),
+    sharedGroup: opt['shared-group'],
+  };
+  const queue = (name: string) => `bench/${name}-${Math.random().toString(36).slice(2, 8)}`;
+  const results: Partial<Record<Job['kind'], Phase>> = {};
+  try {
+    if (phases.has('lean')) {
+      const p = await runPhase(svc, { ...base, kind: 'lean', taskQueueId: queue('lean'), connections, durationSec: Number(opt.duration) });
+      printPhase(`lean generator (node:http keep-alive + hawk), ${connections} connections, ${opt.duration} s`, p);
+      results.lean = p;
+    }
+    if (phases.has('official')) {
+      const n = Number(opt['official-connections']);
+      const p = await runPhase(svc, {
+        ...base, kind: 'official', taskQueueId: queue('official'), connections: n, durationSec: Number(opt['official-duration']),
+      });
+      printPhase(`official taskcluster-client, ${n} concurrent, ${opt['official-duration']} s`, p);
+      results.official = p;
+    }
+    if (phases.has('handoff')) {
+      const p = await runPhase(svc, { ...base, kind: 'handoff', taskQueueId: queue('handoff'), connections: 1, durationSec: 0 });
+      printPhase(`claimWork hand-off: ${opt.waiters} long-polls waiting, ${opt['handoff-samples']} tasks created one at a time`, p);
+      results.handoff = p;
+    }
+  } finally {
+    const mem = memoryMb(svc.pid);
+    await svc.stop();
+    await database.drop();
+    process.stdout.write(`\nservice memory      peak RSS ${mem.peakMb.toFixed(0)} MB (VmHWM), RSS at end ${mem.rssMb.toFixed(0)} MB\n`);
+    summary(results, mem.peakMb);
+    if (opt.profile) process.stdout.write(`CPU profile of the service written to ${profileDir}\n`);
+  }
+}
+
+function summary(results: Partial<Record<Job['kind'], Phase>>, peakMb: number): void {
+  const lines = ['\nsummary'];
+  const check = (ok: boolean) => (ok ? 'ok' : 'MISSED');
+  const lean = results.lean?.result;
+  const official = results.official?.result;
+  if (lean) {
+    const rate = lean.lifecycles / lean.seconds;
+    lines.push(`  lifecycles/s (lean, ${opt.connections} conn)   ${rate.toFixed(0)}   target ≥ 1000: ${check(rate >= 1000)}`);
+    lines.push(`  load generator CPU              ${lean.cpuSec.toFixed(2)} s over ${lean.seconds.toFixed(1)} s (${pct(lean.cpuSec / lean.seconds)} of a core)`);
+    if (official) {
+      const o = official.lifecycles / official.seconds;
+      lines.push(`  official taskcluster-client     ${o.toFixed(0)} lifecycles/s at ${opt['official-connections']} concurrent (lean/official ${(rate / o).toFixed(1)}×)`);
+    }
+  }
+  const h = results.handoff?.result.handoff;
+  if (h) lines.push(`  hand-off p50 / p99              ${ms(h.p50)} / ${ms(h.p99)}   target p99 < 20 ms: ${check(h.p99 < 20)}`);
+  lines.push(`  service peak RSS                ${peakMb.toFixed(0)} MB   target < 300 MB: ${check(peakMb < 300)}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(`${(err as Error)?.stack ?? err}\n`);
+  process.exit(1);
+});
