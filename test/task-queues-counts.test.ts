@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestQueue, type TestQueue } from './harness/service.js';
-import { allPages, assertSchema, expectError, wrongShapeToken } from './harness/listing.js';
+import { allPages, assertSchema, expectError, withClockAt, wrongShapeToken } from './harness/listing.js';
 import { slugid, taskDef, uniqueQueue } from './harness/tasks.js';
 
 describe('task queue contents', () => {
@@ -62,15 +62,10 @@ describe('task queue contents', () => {
     const claim = await q.queue().claimWork(taskQueueId, { workerGroup: 'wg', workerId: 'w1', tasks: 1 });
     assert.equal(claim.tasks.length, 1);
     const later = new Date(claim.tasks[0].takenUntil).getTime() + 1000;
-    const clock = q.service.ctx.clock;
-    q.service.ctx.clock = { now: () => new Date(later) };
-    try {
-      const counts = await q.queue().taskQueueCounts(taskQueueId);
-      assert.equal(counts.claimedTasks, 0);
+    await withClockAt(q, new Date(later), async () => {
+      assert.equal((await q.queue().taskQueueCounts(taskQueueId)).claimedTasks, 0);
       assert.deepEqual((await q.queue().listClaimedTasks(taskQueueId)).tasks, []);
-    } finally {
-      q.service.ctx.clock = clock;
-    }
+    });
   });
 
   it('lists pending runs in insertion order with their definitions, page by page', async () => {

@@ -1,7 +1,8 @@
 // Helpers for the listing endpoints' tests: walk every page, check a body against its response
-// schema, and expect a Taskcluster error.
+// schema, expect a Taskcluster error, run a step at another time of the service's clock.
 import assert from 'node:assert/strict';
 import { validate } from '../../services/queue/src/http/validate.js';
+import type { TestQueue } from './service.js';
 
 /** Calls `fetch` page by page (limit + continuationToken) and returns the pages' items and token count. */
 export async function allPages<T>(
@@ -42,3 +43,14 @@ export async function expectError(call: Promise<unknown>, status: number, code: 
 
 /** A continuationToken that decodes but has the wrong shape for any listing. */
 export const wrongShapeToken = Buffer.from(JSON.stringify([{ not: 'a key' }])).toString('base64url');
+
+/** Runs `fn` with the service's clock stopped at `at` (Hawk still uses real time), then restores it. */
+export async function withClockAt(q: TestQueue, at: Date, fn: () => Promise<void>): Promise<void> {
+  const clock = q.service.ctx.clock;
+  q.service.ctx.clock = { now: () => at };
+  try {
+    await fn();
+  } finally {
+    q.service.ctx.clock = clock;
+  }
+}

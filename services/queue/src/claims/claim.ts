@@ -35,22 +35,25 @@ export async function claimPending(ctx: Ctx, who: Claimer, count: number): Promi
   return ctx.db.transaction().execute(async (trx) => {
     const now = ctx.clock.now();
     const takenUntil = claimUntil(ctx);
+    // A task past its deadline keeps its pending row (every pending run has one) until the
+    // deadline resolver takes both away; claimers step over it.
     const claimed = await sql<{ task_id: string; run_id: number }>`
       WITH picked AS (
-        DELETE FROM pending WHERE (task_id, run_id) IN (
-          SELECT task_id, run_id FROM pending
-          WHERE task_queue_id = ${who.taskQueueId}
-          ORDER BY priority DESC, seq
-          LIMIT ${count}
-          FOR UPDATE SKIP LOCKED)
-        RETURNING task_id, run_id
+        SELECT p.task_id, p.run_id FROM pending p JOIN tasks t ON t.task_id = p.task_id
+        WHERE p.task_queue_id = ${who.taskQueueId} AND t.deadline > ${now}
+        ORDER BY p.priority DESC, p.seq
+        LIMIT ${count}
+        FOR UPDATE OF p SKIP LOCKED
+      ), taken AS (
+        DELETE FROM pending d USING picked
+        WHERE d.task_id = picked.task_id AND d.run_id = picked.run_id
+        RETURNING d.task_id, d.run_id
       )
       UPDATE runs r
       SET state = 'running', worker_group = ${who.workerGroup}, worker_id = ${who.workerId},
           taken_until = ${takenUntil}, started = ${now}
-      FROM picked p, tasks t
-      WHERE r.task_id = p.task_id AND r.run_id = p.run_id AND r.state = 'pending'
-        AND t.task_id = r.task_id AND t.deadline > ${now}
+      FROM taken
+      WHERE r.task_id = taken.task_id AND r.run_id = taken.run_id AND r.state = 'pending'
       RETURNING r.task_id, r.run_id`.execute(trx);
     if (claimed.rows.length === 0) return [];
     return finishClaims(ctx, trx, who, claimed.rows, takenUntil);
@@ -91,7 +94,8 @@ export async function finishClaims(
 
 async function recordRecentTasks(ctx: Ctx, trx: Trx, who: Claimer, rows: Array<{ task_id: string; run_id: number }>) {
   const now = ctx.clock.now();
-  const recent = JSON.stringify(rows.map((r) => ({ taskId: r.task_id, runId: r.run_id })));
+  // a first claim of more than 20 inserts without the trimming below
+  const recent = JSON.stringify(rows.slice(-20).map((r) => ({ taskId: r.task_id, runId: r.run_id })));
   const expires = new Date(now.getTime() + 24 * 3600 * 1000);
   // keep the last 20, newest last, as Taskcluster does
   await sql`
