@@ -80,6 +80,10 @@ export const configKeys = {
   maxArtifactBytes: {
     env: 'MAX_ARTIFACT_BYTES', doc: 'Largest blob artifact accepted', parse: int(0), default: 5 * 1024 ** 3,
   },
+  artifactChunkBytes: {
+    env: 'ARTIFACT_CHUNK_BYTES', doc: 'Size of the rows blob artifacts are stored in (see bench/README.md for the measurements)',
+    parse: int(64 * 1024, 64 * 1024 ** 2), default: 1024 ** 2,
+  },
   anonymousScopes: {
     env: 'ANONYMOUS_SCOPES', doc: 'Comma-separated scopes every caller has, even without credentials',
     parse: (raw: string) => raw.split(',').map((s) => s.trim()).filter(Boolean),

@@ -2,6 +2,8 @@
 // capabilities plug in. Each service has the same shape: start() returned it; stop() ends it.
 import type { FastifyInstance } from 'fastify';
 import type { Ctx } from './context.js';
+import { artifactExpiryLoop } from './artifacts/expire.js';
+import { transferRoutes } from './artifacts/transfer.js';
 
 export interface Service {
   name: string;
@@ -13,6 +15,10 @@ type PluginFactory = (ctx: Ctx) => (app: FastifyInstance) => void | Promise<void
 
 export const serviceFactories: ServiceFactory[] = [];
 export const pluginFactories: PluginFactory[] = [];
+
+// artifacts: the expiry loop, and the routes of the signed upload and download URLs
+serviceFactories.push(async (ctx) => artifactExpiryLoop(ctx));
+pluginFactories.push(transferRoutes);
 
 export async function startServices(ctx: Ctx): Promise<Service[]> {
   const started: Service[] = [];

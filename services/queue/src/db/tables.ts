@@ -122,6 +122,26 @@ export interface WorkersTable {
   last_date_active: Timestamp | null;
 }
 
+export interface ArtifactUploadsTable {
+  upload_id: string;
+  task_id: string;
+  run_id: number;
+  name: string;
+  chunk_bytes: number;
+  content_encoding: string | null;
+  /** bigint: arrives as a string */
+  size: ColumnType<string | null, number | string | null, number | string | null>;
+  sha256: string | null;
+  completed: Timestamp | null;
+  expires: Timestamp | null;
+}
+
+export interface ArtifactChunksTable {
+  upload_id: string;
+  seq: number;
+  data: Buffer;
+}
+
 export interface Database {
   tasks: TasksTable;
   runs: RunsTable;
@@ -130,6 +150,8 @@ export interface Database {
   task_dependencies: TaskDependenciesTable;
   task_groups: TaskGroupsTable;
   artifacts: ArtifactsTable;
+  artifact_uploads: ArtifactUploadsTable;
+  artifact_chunks: ArtifactChunksTable;
   outbox: OutboxTable;
   clients: ClientsTable;
   task_queues: TaskQueuesTable;

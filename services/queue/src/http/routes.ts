@@ -1,5 +1,6 @@
 // The whole route table, in reference order. Each capability declares its endpoints beside its
 // handlers; this list is the one place they are gathered.
+import { artifactEndpoints } from '../artifacts/api.js';
 import { claimEndpoints } from '../claims/api.js';
 import { metaEndpoints } from '../meta/api.js';
 import { runEndpoints } from '../runs/api.js';
@@ -12,5 +13,6 @@ export const endpoints: Endpoint[] = [
   ...taskEndpoints,
   ...runEndpoints,
   ...claimEndpoints,
+  ...artifactEndpoints,
   ...workerEndpoints,
 ];
