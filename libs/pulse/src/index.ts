@@ -4,3 +4,4 @@ export * from './bindings.js';
 export * from './backoff.js';
 export * from './publisher.js';
 export * from './consumer.js';
+export * from './event-stream.js';

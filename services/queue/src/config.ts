@@ -96,6 +96,15 @@ export const configKeys = {
     parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), default: 'info' as const,
   },
   enableLoops: { env: 'CONVEYOR_LOOPS', doc: 'Run the background loops in this process', parse: bool, default: true },
+  relayBatchSize: {
+    env: 'RELAY_BATCH_SIZE', doc: 'Outbox rows the relay publishes per batch (one confirm wait, one update)', parse: int(1, 10_000), default: 1000,
+  },
+  relayPollIntervalMs: {
+    env: 'RELAY_POLL_INTERVAL_MS', doc: 'Outbox poll of the relay when no NOTIFY arrives; standby relays retry the lock at twice this', parse: int(10), default: 1000,
+  },
+  amqpReconnectMaxMs: {
+    env: 'AMQP_RECONNECT_MAX_MS', doc: 'Longest wait between reconnect attempts to RabbitMQ (backoff from 100 ms)', parse: int(100), default: 5000,
+  },
 } satisfies Record<string, Key<unknown>>;
 
 type Keys = typeof configKeys;

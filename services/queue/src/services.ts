@@ -2,6 +2,7 @@
 // capabilities plug in. Each service has the same shape: start() returned it; stop() ends it.
 import type { FastifyInstance } from 'fastify';
 import type { Ctx } from './context.js';
+import { eventsPlugin, relayService } from './outbox/events.js';
 import { artifactExpiryLoop } from './artifacts/expire.js';
 import { transferRoutes } from './artifacts/transfer.js';
 
@@ -29,3 +30,7 @@ export async function startServices(ctx: Ctx): Promise<Service[]> {
 export function extraPlugins(ctx: Ctx) {
   return pluginFactories.map((f) => f(ctx));
 }
+
+// the outbox relay (when AMQP_URL is set) and the HTTP event stream
+serviceFactories.push(relayService);
+pluginFactories.push(eventsPlugin);

@@ -8,6 +8,10 @@ export const outboxChannel = 'conveyor_outbox';
 
 export async function writeOutbox(trx: Trx, exchangePrefix: string, messages: OutboxMessage[]): Promise<void> {
   if (messages.length === 0) return;
+  // The notification is delivered at commit (PostgreSQL folds duplicates within a transaction).
+  // pg_current_xact_id() makes sure the transaction has its xid before it takes outbox ids: the
+  // event stream's gap handling (tail.ts) relies on it, and it costs no extra round trip.
+  await sql`SELECT pg_notify(${outboxChannel}, ''), pg_current_xact_id()`.execute(trx);
   await trx
     .insertInto('outbox')
     .values(
@@ -19,6 +23,4 @@ export async function writeOutbox(trx: Trx, exchangePrefix: string, messages: Ou
       })),
     )
     .execute();
-  // Delivered at commit; PostgreSQL folds duplicate notifications within one transaction.
-  await sql`SELECT pg_notify(${outboxChannel}, '')`.execute(trx);
 }

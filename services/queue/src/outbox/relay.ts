@@ -1,0 +1,216 @@
+// The outbox relay: publishes committed outbox rows to RabbitMQ in id order and marks them
+// published only after the broker confirmed them. A crash anywhere between publish and mark
+// replays the batch: duplicates (same messageId), never a loss.
+//
+// One relay is active per database: it holds a session advisory lock on a dedicated connection,
+// and every read and mark goes through that connection, so a relay that loses its connection (and
+// with it the lock) can no longer mark anything. Replicas that do not get the lock stand by and try
+// again. The active relay LISTENs on conveyor_outbox (sent by writeOutbox at commit) and polls as a
+// fallback. When RabbitMQ goes away it keeps the lock, reconnects with backoff and catches up; the
+// API keeps committing to the outbox meanwhile.
+import { Publisher, sleep, type OutgoingMessage } from '@conveyor/pulse';
+import type { FastifyBaseLogger } from 'fastify';
+import pg from 'pg';
+import type { Config } from '../config.js';
+import type { Service } from '../services.js';
+import { outboxChannel } from './write.js';
+
+/** pg_advisory_lock key of the relay (advisory locks are per database). */
+export const relayLockKey = 7_316_300_001;
+
+export interface RelayDeps {
+  config: Config;
+  log: FastifyBaseLogger;
+}
+
+export interface RelayStatus {
+  role: 'starting' | 'standby' | 'active' | 'stopped';
+  brokerConnected: boolean;
+  /** Messages confirmed and marked by this process. */
+  published: number;
+  lastError?: string;
+  lastPublishedAt?: string;
+}
+
+interface Row {
+  id: string;
+  exchange: string;
+  routing_key: string;
+  cc: string[];
+  body: string;
+}
+
+export class OutboxRelay implements Service {
+  readonly name = 'outbox-relay';
+  readonly status: RelayStatus = { role: 'starting', brokerConnected: false, published: 0 };
+  private readonly stopping = new AbortController();
+  private readonly publisher: Publisher;
+  private client: pg.Client | undefined;
+  private wakeUp: (() => void) | undefined;
+  private notified = false;
+  private done: Promise<void> | undefined;
+
+  constructor(private readonly deps: RelayDeps) {
+    const { config, log } = deps;
+    this.publisher = new Publisher({
+      url: config.amqpUrl!,
+      exchangePrefix: config.exchangePrefix,
+      backoff: { maxMs: config.amqpReconnectMaxMs },
+      log: log.child({ component: 'relay' }),
+      connectionName: 'conveyor-outbox-relay',
+    });
+  }
+
+  start(): this {
+    this.done ??= this.run();
+    return this;
+  }
+
+  private get log() {
+    return this.deps.log;
+  }
+
+  private get stopped(): boolean {
+    return this.stopping.signal.aborted;
+  }
+
+  /** Leader election around the publishing loop; any database failure starts over. */
+  private async run(): Promise<void> {
+    for (let failures = 0; !this.stopped; ) {
+      const client = new pg.Client({
+        connectionString: this.deps.config.databaseUrl,
+        keepAlive: true,
+        // a dead connection must not hang the relay (and with it the lock) forever
+        query_timeout: 30_000,
+      });
+      client.on('error', (err) => {
+        this.status.lastError = err.message;
+      });
+      client.on('notification', (n) => {
+        if (n.channel === outboxChannel) this.wake();
+      });
+      try {
+        await client.connect();
+        this.client = client;
+        if (await this.acquire(client)) {
+          failures = 0;
+          await client.query(`LISTEN ${outboxChannel}`);
+          this.log.info('outbox relay active');
+          await this.publishLoop(client);
+        }
+      } catch (err) {
+        failures += 1;
+        this.status.lastError = (err as Error).message;
+        this.log.warn({ err: (err as Error).message }, 'outbox relay lost its database connection; starting over');
+      } finally {
+        this.client = undefined;
+        this.status.role = this.stopped ? 'stopped' : 'starting';
+        await client.end().catch(() => {});
+      }
+      if (!this.stopped) await sleep(Math.min(5000, 250 * 2 ** failures), this.stopping.signal);
+    }
+    await this.publisher.close();
+    this.status.brokerConnected = false;
+    this.status.role = 'stopped';
+  }
+
+  /** Waits for the lock; false when stopped first. */
+  private async acquire(client: pg.Client): Promise<boolean> {
+    while (!this.stopped) {
+      const r = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [relayLockKey]);
+      if (r.rows[0]!.locked) {
+        this.status.role = 'active';
+        return true;
+      }
+      if (this.status.role !== 'standby') this.log.info('another outbox relay is active; standing by');
+      this.status.role = 'standby';
+      await sleep(this.deps.config.relayPollIntervalMs * 2, this.stopping.signal);
+    }
+    return false;
+  }
+
+  private async publishLoop(client: pg.Client): Promise<void> {
+    const batchSize = this.deps.config.relayBatchSize;
+    while (!this.stopped) {
+      if (!this.publisher.connected) {
+        this.status.brokerConnected = false;
+        try {
+          await this.publisher.connect(this.stopping.signal);
+        } catch {
+          return; // stopped while RabbitMQ was away
+        }
+        this.status.brokerConnected = true;
+        this.log.info('outbox relay connected to RabbitMQ');
+      }
+      const n = await this.publishBatch(client, batchSize);
+      if (n >= 0 && n < batchSize) await this.waitForWork();
+    }
+  }
+
+  /**
+   * One batch: read the oldest unpublished rows, publish them, wait for the confirms, mark them.
+   * Returns how many were published, or -1 on a broker failure (the loop reconnects first).
+   */
+  private async publishBatch(client: pg.Client, limit: number): Promise<number> {
+    // body as text: the JSON goes to the broker without a parse/serialize round trip
+    const { rows } = await client.query<Row>(
+      `SELECT id, exchange, routing_key, cc, body::text AS body FROM outbox
+       WHERE published IS NULL ORDER BY id LIMIT $1`,
+      [limit],
+    );
+    if (rows.length === 0) return 0;
+    const batch: OutgoingMessage[] = rows.map((r) => ({
+      exchange: r.exchange,
+      routingKey: r.routing_key,
+      content: r.body,
+      messageId: r.id,
+      cc: r.cc,
+    }));
+    try {
+      await this.publisher.publish(batch);
+    } catch (err) {
+      this.status.brokerConnected = false;
+      this.status.lastError = (err as Error).message;
+      this.log.warn({ err: (err as Error).message, rows: rows.length }, 'publishing failed; the batch stays in the outbox');
+      return -1;
+    }
+    await client.query('UPDATE outbox SET published = now() WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
+    this.status.published += rows.length;
+    this.status.lastPublishedAt = new Date().toISOString();
+    return rows.length;
+  }
+
+  private wake(): void {
+    this.notified = true;
+    this.wakeUp?.();
+  }
+
+  private async waitForWork(): Promise<void> {
+    if (this.notified) {
+      this.notified = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.deps.config.relayPollIntervalMs);
+      const onAbort = () => done();
+      this.stopping.signal.addEventListener('abort', onAbort, { once: true });
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = () => {
+        this.stopping.signal.removeEventListener('abort', onAbort);
+        done();
+      };
+    });
+    this.wakeUp = undefined;
+    this.notified = false;
+  }
+
+  /** Finishes the batch in flight (its confirms and marks), then lets go of the lock and RabbitMQ. */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    this.wake();
+    await this.done;
+  }
+}
