@@ -20,6 +20,9 @@ export async function migrate(db: Kysely<unknown>): Promise<void> {
   const migrator = new Migrator({
     db,
     provider: { getMigrations: async () => migrations },
+    // each engineer numbers migrations in an own block, so a database that already ran 0500 must
+    // still accept a later-merged 0200; the default would refuse to start ("corrupted migrations")
+    allowUnorderedMigrations: true,
   });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
