@@ -77,6 +77,18 @@ export const configKeys = {
   expirationIntervalMs: {
     env: 'EXPIRATION_INTERVAL_MS', doc: 'Interval of the expiration loop', parse: int(100), default: 60_000,
   },
+  expirationGraceSec: {
+    env: 'EXPIRATION_GRACE_SEC', doc: 'Seconds past their expires before tasks, groups, edges and artifacts are deleted',
+    parse: int(0), default: 1800,
+  },
+  outboxRetentionSec: {
+    env: 'OUTBOX_RETENTION_SEC', doc: 'Seconds published outbox rows are kept for event-stream replay before deletion',
+    parse: int(0), default: 24 * 3600,
+  },
+  dependencyBatchSize: {
+    env: 'DEPENDENCY_BATCH_SIZE', doc: 'Dependents handled per transaction when a task resolves (the rest by the dependency loop)',
+    parse: int(1, 10_000), default: 500,
+  },
   maxArtifactBytes: {
     env: 'MAX_ARTIFACT_BYTES', doc: 'Largest blob artifact accepted', parse: int(0), default: 5 * 1024 ** 3,
   },

@@ -2,6 +2,7 @@
 // capabilities plug in. Each service has the same shape: start() returned it; stop() ends it.
 import type { FastifyInstance } from 'fastify';
 import type { Ctx } from './context.js';
+import { startResolvers } from './resolvers/index.js';
 import { eventsPlugin, relayService } from './outbox/events.js';
 import { artifactExpiryLoop } from './artifacts/expire.js';
 import { transferRoutes } from './artifacts/transfer.js';
@@ -14,7 +15,7 @@ export interface Service {
 type ServiceFactory = (ctx: Ctx) => Promise<Service>;
 type PluginFactory = (ctx: Ctx) => (app: FastifyInstance) => void | Promise<void>;
 
-export const serviceFactories: ServiceFactory[] = [];
+export const serviceFactories: ServiceFactory[] = [startResolvers];
 export const pluginFactories: PluginFactory[] = [];
 
 // artifacts: the expiry loop, and the routes of the signed upload and download URLs

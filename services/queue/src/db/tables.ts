@@ -142,6 +142,14 @@ export interface ArtifactChunksTable {
   data: Buffer;
 }
 
+export interface ResolvedTasksQueueTable {
+  id: Generated<string>;
+  task_id: string;
+  completed: boolean;
+  after_dependent: Generated<string>;
+  created: Generated<Date>;
+}
+
 export interface Database {
   tasks: TasksTable;
   runs: RunsTable;
@@ -156,4 +164,5 @@ export interface Database {
   clients: ClientsTable;
   task_queues: TaskQueuesTable;
   workers: WorkersTable;
+  resolved_tasks_queue: ResolvedTasksQueueTable;
 }

@@ -13,8 +13,10 @@ export async function afterResolved(ctx: Ctx, trx: Trx, t: TaskWithRuns): Promis
     t.task.ever_resolved = true;
     await trx.updateTable('tasks').set({ ever_resolved: true }).where('task_id', '=', t.task.task_id).execute();
   }
-  messages.push(...(await changeUnresolved(trx, t.task.task_group_id, -1)));
+  // dependents (task rows) before the group row: the lock order of runs/README.md, and the hot
+  // group row of a big group stays locked for the least time
   messages.push(...(await resolveDependents(ctx, trx, t)));
+  messages.push(...(await changeUnresolved(trx, t.task.task_group_id, -1)));
   return messages;
 }
 

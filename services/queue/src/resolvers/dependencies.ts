@@ -1,0 +1,33 @@
+// The dependency loop: goes on with the dependents a resolving transaction left in
+// resolved_tasks_queue, one bounded batch per transaction. Replicas take different rows (SKIP
+// LOCKED); a row is handled by one replica at a time, its cursor moving forward with each batch.
+import { sql } from 'kysely';
+import type { Ctx } from '../context.js';
+import { resolveDependentsBatch } from '../deps/resolve.js';
+import { defineLoop, type LoopResult } from '../loops/loop.js';
+import { writeOutbox } from '../outbox/write.js';
+
+export async function continueDependents(ctx: Ctx): Promise<LoopResult> {
+  return ctx.db.transaction().execute(async (trx) => {
+    const item = await sql<{ id: string; task_id: string; completed: boolean; after_dependent: string }>`
+      SELECT id, task_id, completed, after_dependent FROM resolved_tasks_queue
+      ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`.execute(trx);
+    const row = item.rows[0];
+    if (!row) return { handled: 0, full: false };
+    const batch = await resolveDependentsBatch(ctx, trx, { taskId: row.task_id, completed: row.completed, after: row.after_dependent }, { wait: true });
+    if (batch.next === undefined) {
+      await trx.deleteFrom('resolved_tasks_queue').where('id', '=', row.id).execute();
+    } else {
+      await trx.updateTable('resolved_tasks_queue').set({ after_dependent: batch.next }).where('id', '=', row.id).execute();
+    }
+    await writeOutbox(trx, ctx.config.exchangePrefix, batch.messages);
+    // a row was there: look again at once, until the table is empty
+    return { handled: batch.examined, full: true };
+  });
+}
+
+export const dependencyLoop = defineLoop({
+  name: 'dependencies',
+  intervalMs: (ctx) => ctx.config.resolverIntervalMs,
+  runOnce: continueDependents,
+});

@@ -1,0 +1,102 @@
+// Expiration: deletes what is past its `expires` plus a grace period (EXPIRATION_GRACE_SEC), in
+// batches of bounded size, each its own statement. Other capabilities add steps for what they own
+// (artifacts delete their bytes with their rows) to `expirationSteps`.
+import { sql } from 'kysely';
+import type { Ctx } from '../context.js';
+import { defineLoop, type LoopResult } from '../loops/loop.js';
+
+export interface ExpirationStep {
+  name: string;
+  /** Deletes up to `limit` items expired before `cutoff`; returns how many it deleted. */
+  run(ctx: Ctx, cutoff: Date, limit: number): Promise<number>;
+}
+
+const batchSize = 1000;
+
+/**
+ * Tasks go with their runs and deadline rows (ON DELETE CASCADE) and their pending rows. Only
+ * tasks the deadline loop is done with: a task always reaches a resolved state first, so no
+ * group's count of unresolved tasks is left wrong.
+ */
+const tasks: ExpirationStep = {
+  name: 'tasks',
+  async run(ctx, cutoff, limit) {
+    const r = await sql<{ task_id: string }>`
+      WITH doomed AS (
+        SELECT task_id FROM tasks t
+        WHERE expires < ${cutoff} AND NOT EXISTS (SELECT 1 FROM task_deadlines d WHERE d.task_id = t.task_id)
+        ORDER BY expires LIMIT ${limit}
+        FOR UPDATE SKIP LOCKED),
+      gone_pending AS (DELETE FROM pending WHERE task_id IN (SELECT task_id FROM doomed))
+      DELETE FROM tasks WHERE task_id IN (SELECT task_id FROM doomed) RETURNING task_id`.execute(ctx.db);
+    return r.rows.length;
+  },
+};
+
+/** An edge expires with its dependent task. */
+const dependencies: ExpirationStep = {
+  name: 'task-dependencies',
+  async run(ctx, cutoff, limit) {
+    const r = await sql`
+      DELETE FROM task_dependencies WHERE (required_task_id, dependent_task_id) IN (
+        SELECT required_task_id, dependent_task_id FROM task_dependencies
+        WHERE expires < ${cutoff} LIMIT ${limit} FOR UPDATE SKIP LOCKED)`.execute(ctx.db);
+    return Number(r.numAffectedRows ?? 0);
+  },
+};
+
+/**
+ * A group expires with its last task (createTask raises its expires); deleting it frees the
+ * taskGroupId and its schedulerId. One whose tasks are still there (say, waiting for the deadline
+ * loop) stays until they are gone.
+ */
+const groups: ExpirationStep = {
+  name: 'task-groups',
+  async run(ctx, cutoff, limit) {
+    const r = await sql`
+      DELETE FROM task_groups WHERE task_group_id IN (
+        SELECT task_group_id FROM task_groups g
+        WHERE expires < ${cutoff} AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.task_group_id = g.task_group_id)
+        LIMIT ${limit} FOR UPDATE SKIP LOCKED)`.execute(ctx.db);
+    return Number(r.numAffectedRows ?? 0);
+  },
+};
+
+/**
+ * Published outbox rows are kept OUTBOX_RETENTION_SEC for event-stream replay. The relay publishes
+ * in id order, so the oldest rows are at the head of the primary key: look at the head only, never
+ * scan the table.
+ */
+const outbox: ExpirationStep = {
+  name: 'outbox',
+  async run(ctx, _cutoff, limit) {
+    const before = new Date(ctx.clock.now().getTime() - ctx.config.outboxRetentionSec * 1000);
+    const r = await sql`
+      DELETE FROM outbox WHERE id IN (
+        SELECT id FROM (SELECT id, published FROM outbox ORDER BY id LIMIT ${limit}) head
+        WHERE published < ${before})`.execute(ctx.db);
+    return Number(r.numAffectedRows ?? 0);
+  },
+};
+
+/** Steps run in order: artifacts (registered by artifacts/) before the tasks they belong to. */
+export const expirationSteps: ExpirationStep[] = [];
+const ownSteps = [tasks, dependencies, groups, outbox];
+
+export async function expireAll(ctx: Ctx): Promise<LoopResult> {
+  const cutoff = new Date(ctx.clock.now().getTime() - ctx.config.expirationGraceSec * 1000);
+  let handled = 0;
+  let full = false;
+  for (const step of [...expirationSteps, ...ownSteps]) {
+    const n = await step.run(ctx, cutoff, batchSize);
+    handled += n;
+    if (n >= batchSize) full = true;
+  }
+  return { handled, full };
+}
+
+export const expirationLoop = defineLoop({
+  name: 'expiration',
+  intervalMs: (ctx) => ctx.config.expirationIntervalMs,
+  runOnce: expireAll,
+});
