@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import taskcluster from 'taskcluster-client';
 import { startTestQueue, type TestQueue } from './harness/service.js';
-import { allPages, assertSchema, expectError, withClockAt, wrongShapeToken } from './harness/listing.js';
+import { allPages, assertSchema, expectError, nulToken, withClockAt, wrongShapeToken } from './harness/listing.js';
 
 const rand = () => Math.random().toString(36).slice(2, 10);
 
@@ -51,6 +51,7 @@ describe('task queues, provisioners and worker types', () => {
     await expectError(queue.getTaskQueue(`${prov}/nope`), 404, 'ResourceNotFound');
     await expectError(queue.listTaskQueues({ continuationToken: 'garbage!' }), 400, 'InvalidRequestArguments');
     await expectError(queue.listTaskQueues({ continuationToken: wrongShapeToken }), 400, 'InvalidRequestArguments');
+    await expectError(queue.listTaskQueues({ continuationToken: nulToken }), 400, 'InvalidRequestArguments');
   });
 
   it('hides expired task queues', async () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import taskcluster from 'taskcluster-client';
 import { startTestQueue, type TestQueue } from './harness/service.js';
-import { allPages, assertSchema, expectError, withClockAt, wrongShapeToken } from './harness/listing.js';
+import { allPages, assertSchema, expectError, nulToken, withClockAt, wrongShapeToken } from './harness/listing.js';
 import { slugid, taskDef } from './harness/tasks.js';
 
 const rand = () => Math.random().toString(36).slice(2, 10);
@@ -146,6 +146,8 @@ describe('worker records', () => {
 
     await expectError(queue.quarantineWorker(prov, wt, 'wg', 'nobody', { quarantineUntil: until }), 404, 'ResourceNotFound');
     await expectError(queue.quarantineWorker(prov, wt, 'wg', 'w1', {}), 400, 'InputValidationError');
+    await expectError(queue.quarantineWorker(prov, wt, 'wg', 'w1', { quarantineUntil: until, quarantineInfo: 'a\u0000b' }), 400, 'InputValidationError');
+    await expectError(queue.listWorkers(prov, wt, { continuationToken: nulToken }), 400, 'InvalidRequestArguments');
     await expectError(queue.quarantineWorker(prov, wt, 'wg', 'w1', { quarantineUntil: until, quarantineInfo: 'x'.repeat(4001) }), 400, 'InputValidationError');
   });
 

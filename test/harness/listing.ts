@@ -41,8 +41,9 @@ export async function expectError(call: Promise<unknown>, status: number, code: 
   return err;
 }
 
-/** A continuationToken that decodes but has the wrong shape for any listing. */
+/** Tokens that decode but that no listing takes: a wrong shape, a text PostgreSQL cannot store. */
 export const wrongShapeToken = Buffer.from(JSON.stringify([{ not: 'a key' }])).toString('base64url');
+export const nulToken = Buffer.from(JSON.stringify(['a\u0000b'])).toString('base64url');
 
 /** Runs `fn` with the service's clock stopped at `at` (Hawk still uses real time), then restores it. */
 export async function withClockAt(q: TestQueue, at: Date, fn: () => Promise<void>): Promise<void> {

@@ -14,7 +14,8 @@ export function tokenKey(token: string | undefined, shape: Part[]): string[] | u
   if (key === undefined) return undefined;
   const ok =
     key.length === shape.length &&
-    key.every((v, i) => typeof v === 'string' && (shape[i] === 'text' ? v.length <= 1024 : microsPattern.test(v)));
+    // PostgreSQL text cannot hold NUL: such a key would fail in the database, not here
+    key.every((v, i) => typeof v === 'string' && (shape[i] === 'text' ? v.length <= 1024 && !v.includes('\0') : microsPattern.test(v)));
   if (!ok) {
     throw new ApiError('InvalidRequestArguments', 'continuationToken is not valid; pass the token from the previous page unchanged');
   }
