@@ -23,6 +23,8 @@ export interface EventStreamOptions {
   /** Resume after this event id. */
   lastEventId?: string;
   onEvent: (event: StreamEvent) => void | Promise<void>;
+  /** Called on each (re)connection, once the server is streaming. */
+  onOpen?: () => void;
   /** Told about each (re)connection failure; the stream keeps retrying until stopped. */
   onError?: (err: Error) => void;
   backoff?: BackoffOptions;
@@ -70,6 +72,7 @@ export function followEventStream(opts: EventStreamOptions): { stop(): Promise<v
         });
         if (res.status !== 200 || !res.body) throw new Error(`event stream answered ${res.status}: ${await res.text()}`);
         attempt = 0;
+        opts.onOpen?.();
         const reader = res.body.getReader();
         const decoder = new TextDecoder();
         let buffer = '';

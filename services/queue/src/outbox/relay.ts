@@ -191,17 +191,14 @@ export class OutboxRelay implements Service {
       return;
     }
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, this.deps.config.relayPollIntervalMs);
-      const onAbort = () => done();
-      this.stopping.signal.addEventListener('abort', onAbort, { once: true });
-      function done() {
+      const finish = () => {
         clearTimeout(timer);
+        this.stopping.signal.removeEventListener('abort', finish);
         resolve();
-      }
-      this.wakeUp = () => {
-        this.stopping.signal.removeEventListener('abort', onAbort);
-        done();
       };
+      const timer = setTimeout(finish, this.deps.config.relayPollIntervalMs);
+      this.stopping.signal.addEventListener('abort', finish, { once: true });
+      this.wakeUp = finish;
     });
     this.wakeUp = undefined;
     this.notified = false;

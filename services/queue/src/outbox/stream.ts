@@ -79,7 +79,7 @@ async function history(ctx: Ctx, filter: EventFilter, after: bigint, upTo: bigin
     SELECT id::text AS id, exchange, routing_key, cc, body::text AS body, created FROM outbox
     WHERE id > ${after.toString()} AND id <= ${upTo.toString()}
       AND (${ex}::text[] IS NULL OR exchange = ANY(${ex}::text[]))
-    ORDER BY id LIMIT ${limit}`.execute(ctx.db);
+    ORDER BY outbox.id LIMIT ${limit}`.execute(ctx.db);
   return rows.map((r) => ({ id: BigInt(r.id), exchange: r.exchange, routingKey: r.routing_key, cc: r.cc, body: r.body, created: r.created }));
 }
 

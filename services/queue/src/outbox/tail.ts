@@ -4,11 +4,13 @@
 //
 // Ids come from a sequence when the row is inserted, not when it commits, so a reader can see id
 // 102 committed while 101 is still in flight (or rolled back). The tail stops at such a gap and
-// takes a barrier: `pg_current_xact_id()` of a fresh transaction, larger than the xid of every
-// transaction that already held an id at the time of the read (writeOutbox takes its xid before its
-// ids; see write.ts). Once the snapshot's xmin passes the barrier, all those transactions have ended:
-// a read from that snapshot shows every id of the gap that committed, and the ids still missing up to
-// the highest id seen at the gap were rolled back. One process reads once for all its subscribers.
+// notes the transactions of this database that are running right after the read (the one holding
+// the missing id is among them: writeOutbox takes its xid before its ids, see write.ts). Once all of
+// them have ended, a new read shows every id of the gap that committed, and the ids still missing up
+// to the highest id seen at the gap were rolled back. Only this database's transactions count, so a
+// long transaction elsewhere on the cluster does not stall the stream (it reads pg_stat_activity,
+// which shows the xids of sessions of the same role; Conveyor's processes share one). One process
+// reads once for all its subscribers.
 import type { FastifyBaseLogger } from 'fastify';
 import pg from 'pg';
 import { outboxChannel } from './write.js';
@@ -26,8 +28,7 @@ export interface OutboxEvent {
 type Listener = (events: OutboxEvent[]) => void;
 
 interface Row {
-  xmin: string;
-  id: string | null;
+  id: string;
   exchange: string;
   routing_key: string;
   cc: string[];
@@ -41,7 +42,7 @@ const gapRecheckMs = 20;
 
 export class OutboxTail {
   private cursor = 0n;
-  private gap: { upTo: bigint; barrier: bigint } | undefined;
+  private gap: { upTo: bigint; running: string[] } | undefined;
   private readonly listeners = new Set<Listener>();
   private readonly stopping = new AbortController();
   private client: pg.Client | undefined;
@@ -78,8 +79,6 @@ export class OutboxTail {
       try {
         await client.connect();
         this.client = client;
-        // the barrier transactions write nothing worth an fsync
-        await client.query('SET synchronous_commit = off');
         await client.query(`LISTEN ${outboxChannel}`);
         if (!started) {
           await this.settleStart(client);
@@ -102,18 +101,29 @@ export class OutboxTail {
     }
   }
 
-  private async barrier(client: pg.Client): Promise<bigint> {
-    const r = await client.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid');
-    return BigInt(r.rows[0]!.xid);
+  /** xids of this database's transactions running now. */
+  private async runningNow(client: pg.Client): Promise<string[]> {
+    const r = await client.query<{ xids: string[] | null }>(
+      `SELECT array_agg(backend_xid::text) AS xids FROM pg_stat_activity
+       WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()`,
+    );
+    return r.rows[0]!.xids ?? [];
+  }
+
+  private async anyStillRunning(client: pg.Client, xids: string[]): Promise<boolean> {
+    if (xids.length === 0) return false;
+    const r = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND backend_xid::text = ANY($1::text[])`,
+      [xids],
+    );
+    return r.rows[0]!.n > 0;
   }
 
   /** Start at the highest id, once every transaction that could still commit a lower one has ended. */
   private async settleStart(client: pg.Client): Promise<void> {
     const r = await client.query<{ max: string }>('SELECT coalesce(max(id), 0)::text AS max FROM outbox');
-    const barrier = await this.barrier(client);
-    for (;;) {
-      const s = await client.query<{ xmin: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin');
-      if (BigInt(s.rows[0]!.xmin) >= barrier || this.stopping.signal.aborted) break;
+    const running = await this.runningNow(client);
+    while ((await this.anyStillRunning(client, running)) && !this.stopping.signal.aborted) {
       await new Promise((res) => setTimeout(res, gapRecheckMs));
     }
     this.cursor = BigInt(r.rows[0]!.max);
@@ -121,21 +131,18 @@ export class OutboxTail {
 
   /** One read after the cursor; delivers what is settled. True when the batch was full. */
   private async step(client: pg.Client): Promise<boolean> {
-    // one statement: the rows and the xmin come from the same snapshot
-    const { rows } = await client.query<Row>(
-      `WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin)
-       SELECT s.xmin, o.id::text AS id, o.exchange, o.routing_key, o.cc, o.body::text AS body, o.created
-       FROM s LEFT JOIN LATERAL (SELECT * FROM outbox WHERE id > $1 ORDER BY id LIMIT $2) o ON true`,
+    const gap = this.gap;
+    // checked before the read, so the read's snapshot sees whatever those transactions committed
+    const resolved = gap !== undefined && !(await this.anyStillRunning(client, gap.running));
+    const { rows: found } = await client.query<Row>(
+      `SELECT id::text AS id, exchange, routing_key, cc, body::text AS body, created
+       FROM outbox WHERE id > $1 ORDER BY outbox.id LIMIT $2`,
       [this.cursor.toString(), batchSize],
     );
-    const xmin = BigInt(rows[0]!.xmin);
-    const found = rows.filter((r) => r.id !== null);
-    const gap = this.gap;
-    const resolved = gap !== undefined && xmin >= gap.barrier;
     const out: OutboxEvent[] = [];
     let blocked = false;
     for (const r of found) {
-      const id = BigInt(r.id!);
+      const id = BigInt(r.id);
       if (id !== this.cursor + 1n && resolved && this.cursor < gap.upTo) {
         // the gap's transactions are over: ids up to upTo missing from this snapshot were rolled back
         this.cursor = id - 1n < gap.upTo ? id - 1n : gap.upTo;
@@ -151,9 +158,7 @@ export class OutboxTail {
       if (!blocked && found.length < batchSize && this.cursor < gap.upTo) this.cursor = gap.upTo;
       if (this.cursor >= gap.upTo) this.gap = undefined;
     }
-    if (blocked && this.gap === undefined) {
-      this.gap = { upTo: BigInt(found[found.length - 1]!.id!), barrier: await this.barrier(client) };
-    }
+    // delivered before any further await, so a new subscriber's cursor never runs ahead of delivery
     if (out.length > 0) {
       for (const l of [...this.listeners]) {
         try {
@@ -162,6 +167,9 @@ export class OutboxTail {
           this.log.error({ err }, 'event stream listener failed');
         }
       }
+    }
+    if (blocked && this.gap === undefined) {
+      this.gap = { upTo: BigInt(found[found.length - 1]!.id), running: await this.runningNow(client) };
     }
     return found.length === batchSize && !blocked;
   }
