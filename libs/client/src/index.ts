@@ -1,0 +1,2 @@
+export { QueueClient, QueueError, type CallOptions, type QueueClientOptions } from './queue.js';
+export { authorizationHeader, type Credentials } from './hawk.js';
