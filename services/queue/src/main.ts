@@ -6,11 +6,14 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { clientCommand } from './auth/clients-cli.js';
 import { createDb, migrate } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from './db/embedded.js';
+import { listenCommand, relayCommand } from './outbox/commands.js';
 
 export type Command = (config: Config, log: pino.Logger, args: string[]) => Promise<() => Promise<void>>;
 
 /** Sub-commands beyond the queue's own; other packages register here. */
 export const extraCommands: Record<string, Command> = {};
+extraCommands.relay = relayCommand;
+extraCommands.listen = listenCommand;
 
 async function withDatabase(config: Config, log: pino.Logger): Promise<EmbeddedDb | undefined> {
   if (config.databaseUrl) return undefined;
