@@ -1,11 +1,12 @@
-// Expiration: deletes what is past its `expires` plus a grace period (EXPIRATION_GRACE_SEC), in
-// batches of bounded size, each its own statement. Other capabilities add steps for what they own
-// (artifacts delete their bytes with their rows) to `expirationSteps`.
+// Expiration: deletes tasks (with runs, pending and deadline rows), dependency edges, groups and
+// published outbox rows past their `expires` plus a grace period (EXPIRATION_GRACE_SEC), in
+// batches of bounded size, each its own statement. Artifacts have their own loop
+// (artifacts/expire.ts): they may not outlive their task, so they are gone first.
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import { defineLoop, type LoopResult } from '../loops/loop.js';
 
-export interface ExpirationStep {
+interface ExpirationStep {
   name: string;
   /** Deletes up to `limit` items expired before `cutoff`; returns how many it deleted. */
   run(ctx: Ctx, cutoff: Date, limit: number): Promise<number>;
@@ -79,20 +80,18 @@ const outbox: ExpirationStep = {
   },
 };
 
-/** Steps run in order: artifacts (registered by artifacts/) before the tasks they belong to. */
-export const expirationSteps: ExpirationStep[] = [];
-const ownSteps = [tasks, dependencies, groups, outbox];
+const steps = [tasks, dependencies, groups, outbox];
 
-export async function expireAll(ctx: Ctx): Promise<LoopResult> {
+export async function expireAll(ctx: Ctx): Promise<LoopResult & { deleted: Record<string, number> }> {
   const cutoff = new Date(ctx.clock.now().getTime() - ctx.config.expirationGraceSec * 1000);
-  let handled = 0;
+  const deleted: Record<string, number> = {};
   let full = false;
-  for (const step of [...expirationSteps, ...ownSteps]) {
+  for (const step of steps) {
     const n = await step.run(ctx, cutoff, batchSize);
-    handled += n;
+    deleted[step.name] = n;
     if (n >= batchSize) full = true;
   }
-  return { handled, full };
+  return { handled: Object.values(deleted).reduce((a, b) => a + b, 0), full, deleted };
 }
 
 export const expirationLoop = defineLoop({
