@@ -1,5 +1,6 @@
 // Helpers for the artifact tests: a claimed run with its worker's client, and raw HTTP for the
 // signed upload and download URLs (which taskcluster-client does not call itself).
+import assert from 'node:assert/strict';
 import { createCipheriv, createHash } from 'node:crypto';
 import http from 'node:http';
 import { Readable } from 'node:stream';
@@ -14,14 +15,32 @@ export interface ClaimedRun {
   worker: any;
 }
 
-export async function claimedRun(q: TestQueue, overrides: Record<string, unknown> = {}): Promise<ClaimedRun> {
+/** A task created and claimed on any queue service (in this process or not). */
+export async function claimedRunOn(
+  rootUrl: string,
+  credentials: { clientId: string; accessToken: string },
+  overrides: Record<string, unknown> = {},
+): Promise<ClaimedRun & { queue: any }> {
+  const queue = new taskcluster.Queue({ rootUrl, credentials, retries: 0 });
   const taskQueueId = uniqueQueue();
   const taskId = slugid();
-  await q.queue().createTask(taskId, taskDef({ taskQueueId, ...overrides }));
-  const { tasks } = await q.queue().claimWork(taskQueueId, { workerGroup: 'wg', workerId: 'w1', tasks: 1 });
+  await queue.createTask(taskId, taskDef({ taskQueueId, ...overrides }));
+  const { tasks } = await queue.claimWork(taskQueueId, { workerGroup: 'wg', workerId: 'w1', tasks: 1 });
   if (tasks.length !== 1) throw new Error(`claimWork returned ${tasks.length} tasks`);
-  return { taskId, runId: tasks[0].runId, worker: q.queue({ credentials: tasks[0].credentials }) };
+  return { queue, taskId, runId: tasks[0].runId, worker: new taskcluster.Queue({ rootUrl, credentials: tasks[0].credentials, retries: 0 }) };
 }
+
+export function claimedRun(q: TestQueue, overrides: Record<string, unknown> = {}): Promise<ClaimedRun> {
+  return claimedRunOn(q.rootUrl, q.credentials, overrides);
+}
+
+/** For assert.rejects: a taskcluster-client error with this status (and code, and message). */
+export const rejectsWith = (status: number, code?: string, message?: RegExp) => (err: any) => {
+  assert.equal(err.statusCode, status, err.message);
+  if (code) assert.equal(err.code, code);
+  if (message) assert.match(err.message, message);
+  return true;
+};
 
 export const inOneHour = (): string => taskcluster.fromNowJSON('1 hour');
 

@@ -1,10 +1,11 @@
-// Blob bytes in PostgreSQL: an upload is cut into fixed-size chunks (the last one shorter), one row
-// each, so a byte offset maps to a chunk and memory stays at two chunks per transfer whatever the
-// blob's size. Chunks are committed one by one, so a long upload holds no transaction open; an
-// upload that dies half-way leaves rows the artifact loop deletes.
+// Writing blob bytes into PostgreSQL: an upload is cut into fixed-size chunks (the last one
+// shorter), one row each, so a byte offset maps to a chunk (see blob-reader.ts) and memory stays at
+// two chunks per upload whatever the blob's size. Chunks are committed one by one, so a long upload
+// holds no transaction open; an upload that dies half-way leaves rows the artifact loop deletes
+// (or the upload's own cleanup, when it notices).
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
-import type { Db } from '../db/database.js';
+import type { Db, Trx } from '../db/database.js';
 
 export class TooLarge extends Error {
   constructor(readonly limit: number) {
@@ -15,18 +16,29 @@ export class TooLarge extends Error {
 export interface Written {
   size: number;
   sha256: string;
+  /** The last chunk, not yet stored: the completing transaction stores it (see writeChunks). */
+  tail: { seq: number; data: Buffer };
 }
 
-async function insertChunk(db: Db, uploadId: string, seq: number, data: Buffer): Promise<void> {
+export async function insertChunk(db: Db | Trx, uploadId: string, seq: number, data: Buffer): Promise<void> {
   await sql`INSERT INTO artifact_chunks (upload_id, seq, data) VALUES (${uploadId}, ${seq}, ${data})`.execute(db);
 }
 
 /**
  * Streams `source` into chunks of `chunkBytes`. One insert is in flight while the next chunk fills
- * (two buffers, used in turn), so reading the network and writing PostgreSQL overlap. Throws
- * TooLarge as soon as more than `maxBytes` arrived.
+ * (two buffers, used in turn), so reading the network and writing PostgreSQL overlap. The last
+ * chunk is returned rather than stored, and `beforeFirstInsert` runs only when there is more than
+ * one chunk: an upload of one chunk (most artifacts) is then written by a single transaction,
+ * with one commit instead of three. Throws TooLarge as soon as more than `maxBytes` arrived.
  */
-export async function writeChunks(db: Db, uploadId: string, chunkBytes: number, source: AsyncIterable<Buffer>, maxBytes: number): Promise<Written> {
+export async function writeChunks(
+  db: Db,
+  uploadId: string,
+  chunkBytes: number,
+  source: AsyncIterable<Buffer>,
+  maxBytes: number,
+  beforeFirstInsert: () => Promise<void>,
+): Promise<Written> {
   const hash = createHash('sha256');
   const buffers = [Buffer.allocUnsafe(chunkBytes), Buffer.allocUnsafe(chunkBytes)];
   let current = 0;
@@ -36,10 +48,10 @@ export async function writeChunks(db: Db, uploadId: string, chunkBytes: number, 
   let inFlight: Promise<void> | undefined;
 
   const flush = async () => {
+    if (seq === 0) await beforeFirstInsert();
     // the other buffer is only reused once its insert has finished with it
     if (inFlight) await inFlight;
-    const data = buffers[current]!.subarray(0, filled);
-    inFlight = insertChunk(db, uploadId, seq++, data);
+    inFlight = insertChunk(db, uploadId, seq++, buffers[current]!);
     // a failed insert surfaces at the next await; don't let it count as unhandled meanwhile
     inFlight.catch(() => {});
     current = 1 - current;
@@ -53,48 +65,19 @@ export async function writeChunks(db: Db, uploadId: string, chunkBytes: number, 
       hash.update(piece);
       let offset = 0;
       while (offset < piece.length) {
+        // a full chunk is stored once more bytes arrive: until then it may be the last one
+        if (filled === chunkBytes) await flush();
         const n = Math.min(piece.length - offset, chunkBytes - filled);
         piece.copy(buffers[current]!, filled, offset, offset + n);
         filled += n;
         offset += n;
-        if (filled === chunkBytes) await flush();
       }
     }
-    if (filled > 0) await flush();
     if (inFlight) await inFlight;
   } catch (err) {
     // settle the insert before the caller deletes the upload, or it could land after the delete
     await inFlight?.catch(() => {});
     throw err;
   }
-  return { size, sha256: hash.digest('hex') };
-}
-
-/**
- * Yields bytes [start, end] (inclusive) of an upload, one chunk per query, fetching the next chunk
- * while the caller writes the current one. Only the needed part of the first and last chunk is
- * read (the column is stored uncompressed, so substring() reads just those TOAST pages).
- */
-export async function* readChunks(db: Db, uploadId: string, chunkBytes: number, start: number, end: number): AsyncGenerator<Buffer> {
-  if (end < start) return;
-  const first = Math.floor(start / chunkBytes);
-  const last = Math.floor(end / chunkBytes);
-  const fetchChunk = async (seq: number): Promise<Buffer> => {
-    const from = seq === first ? start - seq * chunkBytes : 0;
-    const to = seq === last ? end - seq * chunkBytes : chunkBytes - 1;
-    const { rows } = await sql<{ data: Buffer }>`
-      SELECT substring(data FROM ${from + 1}::int FOR ${to - from + 1}::int) AS data
-      FROM artifact_chunks WHERE upload_id = ${uploadId} AND seq = ${seq}`.execute(db);
-    const data = rows[0]?.data;
-    // a missing chunk means the upload was deleted under us (expired or replaced)
-    if (!data || data.length !== to - from + 1) throw new Error(`chunk ${seq} of upload ${uploadId} is missing`);
-    return data;
-  };
-  let next: Promise<Buffer> | undefined = fetchChunk(first);
-  for (let seq = first; seq <= last; seq++) {
-    const data: Buffer = await next!;
-    next = seq < last ? fetchChunk(seq + 1) : undefined;
-    next?.catch(() => {});
-    yield data;
-  }
+  return { size, sha256: hash.digest('hex'), tail: { seq, data: buffers[current]!.subarray(0, filled) } };
 }

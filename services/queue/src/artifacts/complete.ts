@@ -1,14 +1,24 @@
-// The end of an upload: in one transaction under the task lock, the upload becomes the artifact's
-// content, the artifact becomes present and its artifact-created goes into the outbox. A previous
-// upload (a worker that uploaded twice) is handed to the artifact loop to delete.
+// The end of an upload: in one transaction under the task lock, the last chunk is stored (with the
+// upload's row, for an upload of one chunk), the upload becomes the artifact's content, the
+// artifact becomes present and its artifact-created goes into the outbox. A previous upload (a
+// worker that uploaded twice) is handed to the artifact loop to delete.
+import type { Insertable } from 'kysely';
 import type { Ctx } from '../context.js';
 import { ApiError } from '../http/errors.js';
 import { withLockedTask } from '../runs/with-task.js';
-import type { Written } from './chunks.js';
+import type { ArtifactUploadsTable } from '../db/tables.js';
+import { insertChunk, type Written } from './chunks.js';
 import { artifactCreatedMessage, lockArtifact, type BlobDetails } from './rows.js';
 import type { Grant } from './signing.js';
 
-export async function completeUpload(ctx: Ctx, grant: Extract<Grant, { kind: 'put' }>, uploadId: string, written: Written): Promise<void> {
+export async function completeUpload(
+  ctx: Ctx,
+  grant: Extract<Grant, { kind: 'put' }>,
+  /** the upload's row, when it is not stored yet */
+  uploadRow: Insertable<ArtifactUploadsTable> | undefined,
+  uploadId: string,
+  written: Written,
+): Promise<void> {
   const { taskId, runId, name } = grant;
   await withLockedTask(ctx, taskId, async (trx, t, emit) => {
     const row = await lockArtifact(trx, taskId, runId, name);
@@ -17,6 +27,8 @@ export async function completeUpload(ctx: Ctx, grant: Extract<Grant, { kind: 'pu
     }
     const now = ctx.clock.now();
     const previous = (row.details as BlobDetails).uploadId;
+    if (uploadRow) await trx.insertInto('artifact_uploads').values(uploadRow).execute();
+    if (written.tail.data.length > 0) await insertChunk(trx, uploadId, written.tail.seq, written.tail.data);
     const done = await trx
       .updateTable('artifact_uploads')
       .set({ completed: now, size: written.size, sha256: written.sha256, expires: null })

@@ -6,7 +6,8 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Ctx } from '../context.js';
 import { ApiError } from '../http/errors.js';
-import { readChunks, TooLarge, writeChunks, type Written } from './chunks.js';
+import { BlobReader } from './blob-reader.js';
+import { TooLarge, writeChunks, type Written } from './chunks.js';
 import { completeUpload } from './complete.js';
 import { parseRange } from './range.js';
 import { loadArtifact, type BlobDetails } from './rows.js';
@@ -14,6 +15,8 @@ import { downloadPath, uploadPath, verifyToken } from './signing.js';
 
 /** An upload that has not completed after this long is garbage (its process died, or its client). */
 const unfinishedUploadTtlMs = 24 * 3600 * 1000;
+/** Connections for reading blobs; each is held for one chunk's COPY (a few ms per MiB), so a few serve many downloads. */
+const readPoolSize = 4;
 
 function tokenOf(req: FastifyRequest): string {
   return (req.params as Record<string, string>)['*'] ?? '';
@@ -55,25 +58,29 @@ async function upload(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
   }
 
   const uploadId = randomUUID();
-  await ctx.db
-    .insertInto('artifact_uploads')
-    .values({
-      upload_id: uploadId, task_id: taskId, run_id: runId, name,
-      chunk_bytes: ctx.config.artifactChunkBytes,
-      content_encoding: typeof req.headers['content-encoding'] === 'string' ? req.headers['content-encoding'] : null,
-      expires: new Date(ctx.clock.now().getTime() + unfinishedUploadTtlMs),
-    })
-    .execute();
+  const uploadRow = {
+    upload_id: uploadId, task_id: taskId, run_id: runId, name,
+    chunk_bytes: ctx.config.artifactChunkBytes,
+    content_encoding: typeof req.headers['content-encoding'] === 'string' ? req.headers['content-encoding'] : null,
+    expires: new Date(ctx.clock.now().getTime() + unfinishedUploadTtlMs),
+  };
+  let rowStored = false;
+  const storeRow = async () => {
+    await ctx.db.insertInto('artifact_uploads').values(uploadRow).execute();
+    rowStored = true;
+  };
   let written: Written;
   try {
-    written = await writeChunks(ctx.db, uploadId, ctx.config.artifactChunkBytes, req.raw, max);
+    written = await writeChunks(ctx.db, uploadId, ctx.config.artifactChunkBytes, req.raw, max, storeRow);
     if (declared !== undefined && written.size !== declared) {
       throw new ApiError('InputError', `Received ${written.size} bytes, but createArtifact declared contentLength ${declared}`);
     }
   } catch (err) {
-    await ctx.db.deleteFrom('artifact_uploads').where('upload_id', '=', uploadId).execute().catch((e: unknown) => {
-      ctx.log.warn({ err: e, uploadId }, 'could not delete a failed upload; the artifact loop will');
-    });
+    if (rowStored) {
+      await ctx.db.deleteFrom('artifact_uploads').where('upload_id', '=', uploadId).execute().catch((e: unknown) => {
+        ctx.log.warn({ err: e, uploadId }, 'could not delete a failed upload; the artifact loop will');
+      });
+    }
     if (err instanceof TooLarge) {
       refuse(reply, new ApiError('InputTooLarge', `The upload exceeds the largest artifact accepted (${max} bytes)`, { maxArtifactBytes: max }));
     }
@@ -82,11 +89,11 @@ async function upload(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
     }
     throw err;
   }
-  await completeUpload(ctx, grant, uploadId, written);
+  await completeUpload(ctx, grant, rowStored ? undefined : uploadRow, uploadId, written);
   return reply.code(200).header('etag', `"${written.sha256}"`).send();
 }
 
-async function download(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
+async function download(ctx: Ctx, reader: BlobReader, req: FastifyRequest, reply: FastifyReply) {
   const grant = verifyToken(ctx, tokenOf(req), 'get');
   const blob = await ctx.db
     .selectFrom('artifact_uploads as u')
@@ -132,18 +139,20 @@ async function download(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
     return;
   }
   // one chunk queued beyond the one being written: the socket's pace sets the reading pace
-  const body = Readable.from(readChunks(ctx.db, grant.uploadId, blob.chunk_bytes, start, end), { objectMode: false, highWaterMark: 1 });
+  const body = Readable.from(reader.read(grant.uploadId, blob.chunk_bytes, start, end), { objectMode: false, highWaterMark: 1 });
   return reply.code(status).headers(headers).send(body);
 }
 
 export function transferRoutes(ctx: Ctx) {
   return (app: FastifyInstance): void => {
     void app.register(async (scope) => {
+      const reader = new BlobReader(ctx.config.databaseUrl!, readPoolSize);
+      scope.addHook('onClose', () => reader.close());
       // bodies are streamed by the handler, whatever their content type, and never parsed
       scope.removeAllContentTypeParsers();
       scope.addContentTypeParser('*', (_req, _payload, done) => done(null));
       scope.put(`${uploadPath}/*`, (req, reply) => upload(ctx, req, reply));
-      scope.route({ method: ['GET', 'HEAD'], url: `${downloadPath}/*`, handler: (req, reply) => download(ctx, req, reply) });
+      scope.route({ method: ['GET', 'HEAD'], url: `${downloadPath}/*`, handler: (req, reply) => download(ctx, reader, req, reply) });
     });
   };
 }
