@@ -6,6 +6,7 @@ import { startResolvers } from './resolvers/index.js';
 import { eventsPlugin, relayService } from './outbox/events.js';
 import { artifactExpiryLoop } from './artifacts/expire.js';
 import { transferRoutes } from './artifacts/transfer.js';
+import { startBuiltinQueues } from './builtin/queues.js';
 
 export interface Service {
   name: string;
@@ -35,3 +36,6 @@ export function extraPlugins(ctx: Ctx) {
 // the outbox relay (when AMQP_URL is set) and the HTTP event stream
 serviceFactories.push(relayService);
 pluginFactories.push(eventsPlugin);
+
+// built-in/succeed and built-in/fail: tasks resolved by the service itself, for demos and smoke tests
+serviceFactories.push(startBuiltinQueues);
