@@ -7,6 +7,7 @@ import { clientCommand } from './auth/clients-cli.js';
 import { createDb, migrate } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from './db/embedded.js';
 import { listenCommand, relayCommand } from './outbox/commands.js';
+import { workerCommand } from '@conveyor/generic-worker';
 
 export type Command = (config: Config, log: pino.Logger, args: string[]) => Promise<() => Promise<void>>;
 
@@ -14,6 +15,7 @@ export type Command = (config: Config, log: pino.Logger, args: string[]) => Prom
 export const extraCommands: Record<string, Command> = {};
 extraCommands.relay = relayCommand;
 extraCommands.listen = listenCommand;
+extraCommands.worker = workerCommand;
 
 async function withDatabase(config: Config, log: pino.Logger): Promise<EmbeddedDb | undefined> {
   if (config.databaseUrl) return undefined;
