@@ -211,8 +211,9 @@ describe('consumer library', () => {
       proxy.restore();
       await until('reconnected', () => c.connected);
       await publish('again');
-      await until('messages after reconnect', () => got.length === 3);
-      assert.deepEqual(got, [String(seq - 2), String(seq - 1), String(seq)]);
+      // at-least-once: an ack in flight at the cut is lost, so the first message may come twice
+      await until('messages after reconnect', () => new Set(got).size === 3);
+      assert.deepEqual([...new Set(got)], [String(seq - 2), String(seq - 1), String(seq)]);
 
       // an exclusive queue is gone with the connection: the reconnect declares and binds a new one
       const exclusiveGot: string[] = [];
@@ -230,7 +231,7 @@ describe('consumer library', () => {
       await until('exclusive reconnected', () => ex.connected);
       assert.notEqual(ex.queue, firstQueue);
       await publish('excl');
-      await until('exclusive message after reconnect', () => exclusiveGot.length === 1);
+      await until('exclusive message after reconnect', () => exclusiveGot.length >= 1);
     } finally {
       await proxy.close();
     }

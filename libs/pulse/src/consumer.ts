@@ -105,6 +105,8 @@ class PulseConsumer implements Consumer {
   private async setup(): Promise<void> {
     const o = this.opts;
     const conn = await amqp.connect(withHeartbeat(o.url, o.heartbeatSec ?? 15), {
+      // a handshake that never completes (broker half-up, blackholed) must fail, not hang
+      timeout: 10_000,
       clientProperties: { connection_name: `conveyor-consumer ${o.queueName ?? '(exclusive)'}` },
     });
     try {

@@ -80,6 +80,8 @@ export class Publisher {
 
   private async connectOnce(): Promise<void> {
     const conn = await amqp.connect(withHeartbeat(this.opts.url, this.opts.heartbeatSec ?? 15), {
+      // a handshake that never completes (broker half-up, blackholed) must fail, not hang
+      timeout: 10_000,
       clientProperties: { connection_name: this.opts.connectionName ?? 'conveyor-publisher' },
     });
     const lost = (err?: Error) => {
@@ -134,22 +136,48 @@ export class Publisher {
    * then dropped and nothing of the batch may be assumed delivered.
    */
   async publish(batch: OutgoingMessage[]): Promise<void> {
+    await (await this.send(batch)).confirmed;
+  }
+
+  /**
+   * Writes a batch in order and returns, without waiting, a promise of its confirms (same failure
+   * rules as publish). Lets a caller prepare the next batch while the broker confirms this one;
+   * batches sent on one connection reach a queue in the order they were sent.
+   */
+  async send(batch: OutgoingMessage[]): Promise<{ confirmed: Promise<void> }> {
     const ch = this.channel;
     if (!ch) throw new Error('not connected to RabbitMQ');
     try {
       // exchanges outside the catalogue's prefix (rows written under an older prefix)
       for (const m of batch) if (!this.declared.has(m.exchange)) await this.declare(ch, m.exchange);
+      let pending = batch.length;
+      let settle!: (err?: Error) => void;
+      const acked = new Promise<void>((resolve, reject) => {
+        settle = (err) => (err ? reject(err) : resolve());
+      });
+      if (pending === 0) settle();
+      const onConfirm = (err: unknown) => {
+        if (err) return settle(err instanceof Error ? err : new Error(`message nacked by the broker: ${String(err)}`));
+        if (--pending === 0) settle();
+      };
       for (const m of batch) {
-        const ok = ch.publish(m.exchange, m.routingKey, typeof m.content === 'string' ? Buffer.from(m.content) : m.content, {
-          persistent: true,
-          contentType: 'application/json',
-          contentEncoding: 'utf-8',
-          messageId: m.messageId,
-          CC: m.cc ?? [],
-        });
+        const ok = ch.publish(
+          m.exchange,
+          m.routingKey,
+          typeof m.content === 'string' ? Buffer.from(m.content) : m.content,
+          { persistent: true, contentType: 'application/json', contentEncoding: 'utf-8', messageId: m.messageId, CC: m.cc ?? [] },
+          onConfirm,
+        );
         if (!ok) await new Promise<void>((resolve) => ch.once('drain', resolve));
       }
-      await this.confirmed(ch);
+      const confirmed = this.withTimeout(acked).catch(async (err: Error) => {
+        this.lastError = err.message;
+        if (this.channel === ch) await this.drop();
+        throw err;
+      });
+      confirmed.catch(() => {}); // the caller may look only later
+      // wrapped: an async function would otherwise wait for the promise it returns
+      return { confirmed };
     } catch (err) {
       this.lastError = (err as Error).message;
       await this.drop();
@@ -157,12 +185,12 @@ export class Publisher {
     }
   }
 
-  private async confirmed(ch: ConfirmChannel): Promise<void> {
+  private async withTimeout(confirms: Promise<void>): Promise<void> {
     const timeoutMs = this.opts.confirmTimeoutMs ?? 15_000;
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        ch.waitForConfirms(),
+        confirms,
         new Promise<never>((_resolve, reject) => {
           timer = setTimeout(() => reject(new Error(`no publisher confirms within ${timeoutMs} ms`)), timeoutMs);
         }),

@@ -32,6 +32,14 @@ export interface RelayStatus {
   lastPublishedAt?: string;
 }
 
+const toMessage = (r: Row): OutgoingMessage => ({
+  exchange: r.exchange,
+  routingKey: r.routing_key,
+  content: r.body,
+  messageId: r.id,
+  cc: r.cc,
+});
+
 interface Row {
   id: string;
   exchange: string;
@@ -129,55 +137,72 @@ export class OutboxRelay implements Service {
     return false;
   }
 
+  /**
+   * Pipelined: batch k+1 is read and written to the broker while batch k's confirms are awaited;
+   * then batch k is marked. Batches go out in id order on one channel, so per-task order holds.
+   */
   private async publishLoop(client: pg.Client): Promise<void> {
     const batchSize = this.deps.config.relayBatchSize;
-    while (!this.stopped) {
-      if (!this.publisher.connected) {
-        this.status.brokerConnected = false;
-        try {
-          await this.publisher.connect(this.stopping.signal);
-        } catch {
-          return; // stopped while RabbitMQ was away
+    let inflight: { ids: string[]; confirmed: Promise<void> } | undefined;
+    try {
+      while (!this.stopped) {
+        if (!this.publisher.connected) {
+          inflight = undefined; // unconfirmed: its rows stay unpublished and go out again
+          this.status.brokerConnected = false;
+          try {
+            await this.publisher.connect(this.stopping.signal);
+          } catch {
+            return; // stopped while RabbitMQ was away
+          }
+          this.status.brokerConnected = true;
+          this.log.info('outbox relay connected to RabbitMQ');
         }
-        this.status.brokerConnected = true;
-        this.log.info('outbox relay connected to RabbitMQ');
+        const rows = await this.nextBatch(client, batchSize, inflight?.ids ?? []);
+        let sent: { ids: string[]; confirmed: Promise<void> } | undefined;
+        if (rows.length > 0) {
+          try {
+            sent = { ids: rows.map((r) => r.id), confirmed: (await this.publisher.send(rows.map(toMessage))).confirmed };
+          } catch (err) {
+            this.brokerFailed(err as Error, rows.length);
+          }
+        }
+        if (inflight) await this.markWhenConfirmed(client, inflight);
+        inflight = this.publisher.connected ? sent : undefined;
+        if (!inflight && rows.length < batchSize) await this.waitForWork();
       }
-      const n = await this.publishBatch(client, batchSize);
-      if (n >= 0 && n < batchSize) await this.waitForWork();
+    } finally {
+      // stopping: finish the batch in flight (its confirms and its mark)
+      if (inflight && this.publisher.connected) await this.markWhenConfirmed(client, inflight);
     }
   }
 
-  /**
-   * One batch: read the oldest unpublished rows, publish them, wait for the confirms, mark them.
-   * Returns how many were published, or -1 on a broker failure (the loop reconnects first).
-   */
-  private async publishBatch(client: pg.Client, limit: number): Promise<number> {
+  private async nextBatch(client: pg.Client, limit: number, exclude: string[]): Promise<Row[]> {
     // body as text: the JSON goes to the broker without a parse/serialize round trip
     const { rows } = await client.query<Row>(
       `SELECT id, exchange, routing_key, cc, body::text AS body FROM outbox
-       WHERE published IS NULL ORDER BY id LIMIT $1`,
-      [limit],
+       WHERE published IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1`,
+      [limit, exclude],
     );
-    if (rows.length === 0) return 0;
-    const batch: OutgoingMessage[] = rows.map((r) => ({
-      exchange: r.exchange,
-      routingKey: r.routing_key,
-      content: r.body,
-      messageId: r.id,
-      cc: r.cc,
-    }));
+    return rows;
+  }
+
+  /** Marks a batch published once the broker confirmed all of it; on a broker failure, leaves it. */
+  private async markWhenConfirmed(client: pg.Client, batch: { ids: string[]; confirmed: Promise<void> }): Promise<void> {
     try {
-      await this.publisher.publish(batch);
+      await batch.confirmed;
     } catch (err) {
-      this.status.brokerConnected = false;
-      this.status.lastError = (err as Error).message;
-      this.log.warn({ err: (err as Error).message, rows: rows.length }, 'publishing failed; the batch stays in the outbox');
-      return -1;
+      this.brokerFailed(err as Error, batch.ids.length);
+      return;
     }
-    await client.query('UPDATE outbox SET published = now() WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
-    this.status.published += rows.length;
+    await client.query('UPDATE outbox SET published = now() WHERE id = ANY($1::bigint[])', [batch.ids]);
+    this.status.published += batch.ids.length;
     this.status.lastPublishedAt = new Date().toISOString();
-    return rows.length;
+  }
+
+  private brokerFailed(err: Error, rows: number): void {
+    this.status.brokerConnected = false;
+    this.status.lastError = err.message;
+    this.log.warn({ err: err.message, rows }, 'publishing failed; the batch stays in the outbox');
   }
 
   private wake(): void {
