@@ -18,3 +18,14 @@ export function taskDef(overrides: Record<string, unknown> = {}): Record<string,
 export function uniqueQueue(): string {
   return `test-prov/wt-${Math.random().toString(36).slice(2, 10)}`;
 }
+
+/** Creates `n` tasks in a task queue, one after the other (so in FIFO order); returns their ids. */
+export async function createTasks(queue: any, taskQueueId: string, n: number, overrides: Record<string, unknown> = {}): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const taskId = slugid();
+    await queue.createTask(taskId, taskDef({ taskQueueId, ...overrides }));
+    ids.push(taskId);
+  }
+  return ids;
+}

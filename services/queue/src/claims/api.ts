@@ -1,6 +1,7 @@
 // claimWork (long-poll) and the deprecated claimTask.
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
+import type { Db, Trx } from '../db/database.js';
 import { endpoint } from '../http/endpoint.js';
 import { ApiError } from '../http/errors.js';
 import { assertBeforeDeadline, withLockedTask } from '../runs/with-task.js';
@@ -8,8 +9,10 @@ import { splitQueueId } from '../tasks/status.js';
 import { claimPending, claimUntil, finishClaims, type Claim, type Claimer } from './claim.js';
 import { markQueueSeen, markWorkerSeen } from './seen.js';
 
-async function isQuarantined(ctx: Ctx, who: Claimer): Promise<boolean> {
-  const row = await ctx.db
+// `db` is the caller's transaction when it has one: a second pool connection taken while holding
+// the first deadlocks the pool once every connection is held that way.
+async function isQuarantined(ctx: Ctx, db: Db | Trx, who: Claimer): Promise<boolean> {
+  const row = await db
     .selectFrom('workers')
     .select('quarantine_until')
     .where('task_queue_id', '=', who.taskQueueId)
@@ -25,7 +28,7 @@ async function claimWork(ctx: Ctx, who: Claimer, count: number, clientGone: Abor
   markQueueSeen(ctx, who.taskQueueId);
   markWorkerSeen(ctx, who);
   const signal = AbortSignal.any([clientGone, ctx.draining]);
-  if (await isQuarantined(ctx, who)) {
+  if (await isQuarantined(ctx, ctx.db, who)) {
     // a quarantined worker is told nothing: it waits out the poll and gets no work
     await ctx.waiters.register('\0quarantine').wait(Math.max(0, deadline - Date.now()), signal);
     return [];
@@ -84,7 +87,7 @@ export const claimEndpoints = [
         if (!run) throw new ApiError('ResourceNotFound', `Run ${runId} of task ${taskId} not found`);
         assertBeforeDeadline(ctx, t);
         const who = { taskQueueId: t.task.task_queue_id, workerGroup, workerId };
-        if (await isQuarantined(ctx, who)) return {};
+        if (await isQuarantined(ctx, trx, who)) return {};
         if (run.state === 'running' && run.worker_group === workerGroup && run.worker_id === workerId) {
           // the same worker asking again (a retried request): hand it the same claim
           const [claim] = await finishClaims(ctx, trx, who, [{ task_id: taskId, run_id: runId }], new Date(run.taken_until!));
@@ -96,8 +99,10 @@ export const claimEndpoints = [
         const takenUntil = claimUntil(ctx);
         const now = ctx.clock.now();
         await trx.deleteFrom('pending').where('task_id', '=', taskId).where('run_id', '=', runId).execute();
-        await sql`UPDATE runs SET state = 'running', worker_group = ${workerGroup}, worker_id = ${workerId},
-          taken_until = ${takenUntil}, started = ${now} WHERE task_id = ${taskId} AND run_id = ${runId}`.execute(trx);
+        const moved = await sql`UPDATE runs SET state = 'running', worker_group = ${workerGroup}, worker_id = ${workerId},
+          taken_until = ${takenUntil}, started = ${now} WHERE task_id = ${taskId} AND run_id = ${runId} AND state = 'pending'`.execute(trx);
+        // lockTask makes this impossible; should it ever happen, roll back rather than hand the run out twice
+        if (moved.numAffectedRows !== 1n) throw new Error(`run ${taskId}/${runId} left state pending under the task lock`);
         const [claim] = await finishClaims(ctx, trx, who, [{ task_id: taskId, run_id: runId }], takenUntil);
         return claim;
       });

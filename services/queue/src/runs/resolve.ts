@@ -28,12 +28,15 @@ export async function resolveRun(ctx: Ctx, trx: Trx, t: TaskWithRuns, runId: num
   if (run.state === 'pending') {
     await trx.deleteFrom('pending').where('task_id', '=', run.task_id).where('run_id', '=', runId).execute();
   }
-  await trx
+  const updated = await trx
     .updateTable('runs')
     .set({ state: res.state, reason_resolved: res.reason, resolved: now })
     .where('task_id', '=', run.task_id)
     .where('run_id', '=', runId)
-    .execute();
+    .where('state', '=', run.state)
+    .executeTakeFirst();
+  // lockTask makes this impossible; should it ever happen, roll back rather than overwrite
+  if (updated.numUpdatedRows !== 1n) throw new Error(`run ${run.task_id}/${runId} left state ${run.state} under the task lock`);
   run.state = res.state;
   run.reason_resolved = res.reason;
   run.resolved = now;

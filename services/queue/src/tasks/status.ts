@@ -45,10 +45,16 @@ export async function loadTask(db: Db | Trx, taskId: string): Promise<TaskWithRu
   return { task, runs };
 }
 
-/** Lock the task row: every transition of a task serialises here. */
+/**
+ * Lock the task row: every transition of a task serialises here. claimWork alone moves runs
+ * (pending → running) without this lock; it locks the `pending` row first. So the task's pending
+ * rows are locked next: that waits out a claim in flight and keeps later ones away, and the runs
+ * read after it stay true until commit.
+ */
 export async function lockTask(trx: Trx, taskId: string): Promise<TaskWithRuns | undefined> {
   const task = await trx.selectFrom('tasks').selectAll().where('task_id', '=', taskId).forUpdate().executeTakeFirst();
   if (!task) return undefined;
+  await trx.selectFrom('pending').select('run_id').where('task_id', '=', taskId).forUpdate().execute();
   const runs = (await loadRuns(trx, [taskId])).get(taskId) ?? [];
   return { task, runs };
 }
