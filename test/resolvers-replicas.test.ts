@@ -76,13 +76,16 @@ describe('loops on two processes', () => {
     assertChildQuiet();
   });
 
-  it('resolves each of 150 deadlines exactly once', async () => {
-    const deadline = new Date(Date.now() + 1500).toJSON();
+  it('resolves each of 170 deadlines exactly once', async () => {
+    // far enough ahead to create them all on a loaded machine
+    const deadline = new Date(Date.now() + 4000).toJSON();
     const blocker = await create(q, { taskQueueId: uniqueQueue() });
-    const ids = await inParallel(Array.from({ length: 150 }), 8, (_, i) =>
-      // half pending, half unscheduled behind a task that never resolves
-      create(q, { taskQueueId: uniqueQueue(), deadline, dependencies: i % 2 ? [blocker] : [] }),
-    );
+    // 150 unscheduled behind a task that never resolves, 20 pending
+    const template = await create(q, { taskQueueId: uniqueQueue(), deadline, dependencies: [blocker] });
+    const blocked = [template, ...Array.from({ length: 149 }, () => slugid())];
+    await cloneUnscheduled(db(), template, blocked.slice(1).map((taskId) => ({ taskId, dependencies: [blocker] })));
+    const pending = await inParallel(Array.from({ length: 20 }), 10, () => create(q, { taskQueueId: uniqueQueue(), deadline }));
+    const ids = [...blocked, ...pending];
     await until('every deadline resolved', async () => {
       const r = await sql<{ n: number }>`SELECT count(*)::int AS n FROM runs WHERE task_id = ANY(${ids}) AND reason_resolved = 'deadline-exceeded'`.execute(db());
       return r.rows[0]!.n >= ids.length;

@@ -147,6 +147,7 @@ export interface ResolvedTasksQueueTable {
   task_id: string;
   completed: boolean;
   after_dependent: Generated<string>;
+  until_dependent: string | null;
   created: Generated<Date>;
 }
 

@@ -1,18 +1,20 @@
-// cancelTaskGroup: each unresolved task of the group → exception/canceled, one transaction per task
-// (the same transition as cancelTask), a page of task ids at a time, a few tasks in parallel.
+// cancelTaskGroup: each unresolved task of the group → exception/canceled (the transition of
+// cancelTask), in transactions of a bounded batch of tasks: a group of 10,000 is 100 short
+// transactions, not one long one, and not 10,000 commits either.
 //
-// Not one transaction for the group: cancelling resolves each task, which unblocks its all-resolved
-// dependents, and a transaction holding many task locks while taking more could deadlock with a
-// resolution going the other way through the graph. One lock at a time cannot.
+// Deadlock-free: a batch locks its tasks in sorted order like every multi-task lock, and what it
+// takes after them never waits for a task row — the dependents each resolution unblocks are taken
+// SKIP LOCKED (deps/resolve.ts), and the group row comes last in the lock order.
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
-import { eachLimited } from '../resolvers/free-task.js';
+import type { OutboxMessage } from '../outbox/messages.js';
+import { writeOutbox } from '../outbox/write.js';
 import { resolveRun, resolveUnscheduled } from '../runs/resolve.js';
-import { deadlinePassed, withLockedTask } from '../runs/with-task.js';
-import { taskState } from '../tasks/status.js';
+import { deadlinePassed } from '../runs/with-task.js';
+import { loadTasks, taskState } from '../tasks/status.js';
 
 const pageSize = 200;
-const concurrency = 4;
+const batchSize = 50;
 
 export interface CancelSummary {
   taskGroupSize: number;
@@ -33,29 +35,39 @@ export async function cancelGroup(ctx: Ctx, taskGroupId: string): Promise<Cancel
           IN ('unscheduled', 'pending', 'running')
       ORDER BY t.task_id LIMIT ${pageSize}`.execute(ctx.db);
     const ids = page.rows.map((r) => r.task_id);
-    await eachLimited(ids, concurrency, async (taskId) => {
-      if (await cancelOne(ctx, taskId)) cancelled.push(taskId);
-    });
+    for (let i = 0; i < ids.length; i += batchSize) cancelled.push(...(await cancelBatch(ctx, ids.slice(i, i + batchSize))));
     if (ids.length < pageSize) break;
     after = ids[ids.length - 1]!;
   }
   const size = await sql<{ n: number }>`SELECT count(*)::int AS n FROM tasks WHERE task_group_id = ${taskGroupId}`.execute(ctx.db);
-  cancelled.sort();
   return { taskGroupSize: size.rows[0]!.n, cancelledCount: cancelled.length, taskIds: cancelled };
 }
 
-async function cancelOne(ctx: Ctx, taskId: string): Promise<boolean> {
-  return withLockedTask(ctx, taskId, async (trx, t, emit) => {
-    // resolved, or past the deadline (the deadline loop's), since the page was read
-    if (deadlinePassed(ctx, t)) return false;
-    const state = taskState(t.runs);
-    if (state === 'unscheduled') {
-      emit(...(await resolveUnscheduled(ctx, trx, t, 'canceled')));
-    } else if (state === 'pending' || state === 'running') {
-      emit(...(await resolveRun(ctx, trx, t, t.runs.length - 1, { state: 'exception', reason: 'canceled' })).messages);
-    } else {
-      return false;
+/** One transaction: the tasks still unresolved and before their deadline under the lock are cancelled. */
+async function cancelBatch(ctx: Ctx, taskIds: string[]): Promise<string[]> {
+  return ctx.db.transaction().execute(async (trx) => {
+    const locked = await sql<{ task_id: string }>`
+      SELECT task_id FROM tasks WHERE task_id = ANY(${taskIds}) ORDER BY task_id FOR UPDATE`.execute(trx);
+    const ids = locked.rows.map((r) => r.task_id);
+    // as lockTask does: wait out a claim in flight (claims lock pending rows, not tasks)
+    await sql`SELECT 1 FROM pending WHERE task_id = ANY(${ids}) ORDER BY task_id, run_id FOR UPDATE`.execute(trx);
+    const byId = new Map((await loadTasks(trx, ids)).map((t) => [t.task.task_id, t]));
+    const messages: OutboxMessage[] = [];
+    const cancelled: string[] = [];
+    for (const id of ids) {
+      const t = byId.get(id)!;
+      if (deadlinePassed(ctx, t)) continue;
+      const state = taskState(t.runs);
+      if (state === 'unscheduled') {
+        messages.push(...(await resolveUnscheduled(ctx, trx, t, 'canceled')));
+      } else if (state === 'pending' || state === 'running') {
+        messages.push(...(await resolveRun(ctx, trx, t, t.runs.length - 1, { state: 'exception', reason: 'canceled' })).messages);
+      } else {
+        continue;
+      }
+      cancelled.push(id);
     }
-    return true;
+    await writeOutbox(trx, ctx.config.exchangePrefix, messages);
+    return cancelled;
   });
 }

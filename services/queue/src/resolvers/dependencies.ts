@@ -1,6 +1,7 @@
 // The dependency loop: goes on with the dependents a resolving transaction left in
-// resolved_tasks_queue, one bounded batch per transaction. Replicas take different rows (SKIP
-// LOCKED); a row is handled by one replica at a time, its cursor moving forward with each batch.
+// resolved_tasks_queue, one bounded batch per transaction. Each row is a range of one task's
+// dependents; workers and replicas take different rows (SKIP LOCKED), so a big fan-out is shared
+// out, while a row is handled by one worker at a time, its cursor moving forward with each batch.
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import { resolveDependentsBatch } from '../deps/resolve.js';
@@ -9,12 +10,13 @@ import { writeOutbox } from '../outbox/write.js';
 
 export async function continueDependents(ctx: Ctx): Promise<LoopResult> {
   return ctx.db.transaction().execute(async (trx) => {
-    const item = await sql<{ id: string; task_id: string; completed: boolean; after_dependent: string }>`
-      SELECT id, task_id, completed, after_dependent FROM resolved_tasks_queue
+    const item = await sql<{ id: string; task_id: string; completed: boolean; after_dependent: string; until_dependent: string | null }>`
+      SELECT id, task_id, completed, after_dependent, until_dependent FROM resolved_tasks_queue
       ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`.execute(trx);
     const row = item.rows[0];
     if (!row) return { handled: 0, full: false };
-    const batch = await resolveDependentsBatch(ctx, trx, { taskId: row.task_id, completed: row.completed, after: row.after_dependent }, { wait: true });
+    const cursor = { taskId: row.task_id, completed: row.completed, after: row.after_dependent, until: row.until_dependent ?? undefined };
+    const batch = await resolveDependentsBatch(ctx, trx, cursor, { wait: true });
     if (batch.next === undefined) {
       await trx.deleteFrom('resolved_tasks_queue').where('id', '=', row.id).execute();
     } else {

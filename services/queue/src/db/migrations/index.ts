@@ -4,11 +4,13 @@ import type { Migration } from 'kysely';
 import * as m0001 from './0001-initial.js';
 import * as m0200 from './0200-task-queue-views.js';
 import * as m0400 from './0400-resolvers.js';
+import * as m0401 from './0401-dependency-ranges.js';
 import * as m0500 from './0500-artifact-blobs.js';
 
 export const migrations: Record<string, Migration> = {
   '0001-initial': m0001,
   '0200-task-queue-views': m0200,
   '0400-resolvers': m0400,
+  '0401-dependency-ranges': m0401,
   '0500-artifact-blobs': m0500,
 };
