@@ -137,6 +137,20 @@ describe('task groups', () => {
     await assert.rejects(q.queue().cancelTaskGroup(slugid()), (err: any) => err.statusCode === 404);
   });
 
+  it('cancels a dependent that an earlier cancel in the same batch just unblocked', async () => {
+    const taskGroupId = slugid();
+    // ids ordered A < B: the batch cancels `a` first, which schedules its all-resolved dependent `b`
+    const a = `A${slugid().slice(1)}`;
+    const b = `B${slugid().slice(1)}`;
+    await create(q, { taskGroupId, taskQueueId: uniqueQueue() }, a);
+    await create(q, { taskGroupId, taskQueueId: uniqueQueue(), dependencies: [a], requires: 'all-resolved' }, b);
+    await q.queue().sealTaskGroup(taskGroupId);
+    const res = await q.queue().cancelTaskGroup(taskGroupId);
+    assert.equal(res.cancelledCount, 2);
+    const { status } = await q.queue().status(b);
+    assert.deepEqual(status.runs.map((r: any) => [r.reasonCreated, r.state, r.reasonResolved]), [['scheduled', 'exception', 'canceled']]);
+  });
+
   it('cancels a group of 450 tasks in bounded batches', async () => {
     const taskGroupId = slugid();
     const root = await create(q, { taskGroupId, taskQueueId: uniqueQueue() });

@@ -11,7 +11,7 @@ import type { OutboxMessage } from '../outbox/messages.js';
 import { writeOutbox } from '../outbox/write.js';
 import { resolveRun, resolveUnscheduled } from '../runs/resolve.js';
 import { deadlinePassed } from '../runs/with-task.js';
-import { loadTasks, taskState } from '../tasks/status.js';
+import { loadTask, taskState } from '../tasks/status.js';
 
 const pageSize = 200;
 const batchSize = 50;
@@ -51,11 +51,12 @@ async function cancelBatch(ctx: Ctx, taskIds: string[]): Promise<string[]> {
     const ids = locked.rows.map((r) => r.task_id);
     // as lockTask does: wait out a claim in flight (claims lock pending rows, not tasks)
     await sql`SELECT 1 FROM pending WHERE task_id = ANY(${ids}) ORDER BY task_id, run_id FOR UPDATE`.execute(trx);
-    const byId = new Map((await loadTasks(trx, ids)).map((t) => [t.task.task_id, t]));
     const messages: OutboxMessage[] = [];
     const cancelled: string[] = [];
     for (const id of ids) {
-      const t = byId.get(id)!;
+      // read now, not with the batch: cancelling an earlier task may have scheduled this one (its
+      // all-resolved dependent) in this very transaction
+      const t = (await loadTask(trx, id))!;
       if (deadlinePassed(ctx, t)) continue;
       const state = taskState(t.runs);
       if (state === 'unscheduled') {
