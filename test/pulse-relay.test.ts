@@ -131,6 +131,9 @@ describe('outbox relay', () => {
       const hb2 = await heartbeat();
       assert.equal(hb2.broker.ok, true);
       assert.equal(hb2.outbox.unpublished, 0);
+      const metrics = await (await fetch(`${q.rootUrl}/metrics`)).text();
+      assert.match(metrics, /^conveyor_relay_active 1$/m);
+      assert.ok(Number(/^conveyor_outbox_published_total (\d+)$/m.exec(metrics)?.[1]) >= all.length);
     });
   });
 });

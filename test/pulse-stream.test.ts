@@ -129,6 +129,20 @@ describe('HTTP event stream', () => {
     }
   });
 
+  it('ends open streams when the service drains, so shutdown does not wait on them', async () => {
+    const other = await startTestQueue();
+    const c = collect(other.rootUrl);
+    try {
+      await until('stream connection', () => c.opened() > 0);
+      const started = Date.now();
+      await other.stop();
+      assert.ok(Date.now() - started < 5000, `stop took ${Date.now() - started} ms with a stream open`);
+      await until('client saw the end', () => c.errors.length > 0);
+    } finally {
+      await c.stream.stop();
+    }
+  });
+
   it('refuses an unknown exchange or a malformed pattern with 400', async () => {
     for (const query of ['exchange=no-such-exchange', 'routingKeyPattern=a..b', 'routingKeyPattern=a.b%23']) {
       const res = await fetch(`${q.rootUrl}/api/queue/v1/events?${query}`);

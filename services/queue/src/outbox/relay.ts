@@ -13,6 +13,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import type { Service } from '../services.js';
+import { publishedTotal, publishFailuresTotal, relayActive } from './metrics.js';
 import { outboxChannel } from './write.js';
 
 /** pg_advisory_lock key of the relay (advisory locks are per database). */
@@ -111,6 +112,7 @@ export class OutboxRelay implements Service {
         this.status.lastError = (err as Error).message;
         this.log.warn({ err: (err as Error).message }, 'outbox relay lost its database connection; starting over');
       } finally {
+        relayActive.set(0);
         this.client = undefined;
         this.status.role = this.stopped ? 'stopped' : 'starting';
         await client.end().catch(() => {});
@@ -149,12 +151,14 @@ export class OutboxRelay implements Service {
         if (!this.publisher.connected) {
           inflight = undefined; // unconfirmed: its rows stay unpublished and go out again
           this.status.brokerConnected = false;
+          relayActive.set(0);
           try {
             await this.publisher.connect(this.stopping.signal);
           } catch {
             return; // stopped while RabbitMQ was away
           }
           this.status.brokerConnected = true;
+          relayActive.set(1);
           this.log.info('outbox relay connected to RabbitMQ');
         }
         const rows = await this.nextBatch(client, batchSize, inflight?.ids ?? []);
@@ -196,10 +200,13 @@ export class OutboxRelay implements Service {
     }
     await client.query('UPDATE outbox SET published = now() WHERE id = ANY($1::bigint[])', [batch.ids]);
     this.status.published += batch.ids.length;
+    publishedTotal.inc(batch.ids.length);
     this.status.lastPublishedAt = new Date().toISOString();
   }
 
   private brokerFailed(err: Error, rows: number): void {
+    publishFailuresTotal.inc();
+    relayActive.set(0);
     this.status.brokerConnected = false;
     this.status.lastError = err.message;
     this.log.warn({ err: err.message, rows }, 'publishing failed; the batch stays in the outbox');
