@@ -151,6 +151,36 @@ export interface ResolvedTasksQueueTable {
   created: Generated<Date>;
 }
 
+export interface SchedulerPipelinesTable {
+  pipeline_id: string;
+  name: string;
+  definition: Json<Record<string, unknown>>;
+  scheduler_id: string;
+  submitted_by: string;
+  state: string;
+  stage: Generated<number>;
+  reason: string | null;
+  created: Timestamp;
+  updated: Timestamp;
+  resolved: Timestamp | null;
+}
+
+export interface SchedulerStagesTable {
+  pipeline_id: string;
+  stage: number;
+  task_group_id: string;
+  state: string;
+  created: Timestamp;
+  submitted: Timestamp | null;
+  resolved: Timestamp | null;
+  outcome: Json<Array<Record<string, unknown>>> | null;
+}
+
+export interface SchedulerCursorsTable {
+  name: string;
+  last_event_id: string;
+}
+
 export interface Database {
   tasks: TasksTable;
   runs: RunsTable;
@@ -166,4 +196,7 @@ export interface Database {
   task_queues: TaskQueuesTable;
   workers: WorkersTable;
   resolved_tasks_queue: ResolvedTasksQueueTable;
+  scheduler_pipelines: SchedulerPipelinesTable;
+  scheduler_stages: SchedulerStagesTable;
+  scheduler_cursors: SchedulerCursorsTable;
 }
