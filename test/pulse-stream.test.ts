@@ -68,7 +68,7 @@ describe('HTTP event stream', () => {
     const queue = q.queue();
     const taskQueueId = uniqueQueue();
     const pattern = [`primary.*.*.*.*.*.${taskQueueId.split('/')[1]}.#`];
-    const first = await open({ routingKeyPatterns: pattern });
+    const first = await open({ exchanges: ['task-defined', 'task-pending'], routingKeyPatterns: pattern });
     const ids = [slugid(), slugid(), slugid(), slugid()];
     await queue.createTask(ids[0], taskDef({ taskQueueId }));
     await queue.createTask(ids[1], taskDef({ taskQueueId }));
@@ -78,7 +78,7 @@ describe('HTTP event stream', () => {
 
     await queue.createTask(ids[2], taskDef({ taskQueueId }));
     await queue.createTask(ids[3], taskDef({ taskQueueId }));
-    const resumed = await open({ routingKeyPatterns: pattern, lastEventId: last });
+    const resumed = await open({ exchanges: ['task-defined', 'task-pending'], routingKeyPatterns: pattern, lastEventId: last });
     await until('resumed events', () => resumed.events.length >= 4);
     const tasksSeen = [...first.events, ...resumed.events].map((e) => (e.payload as any).status.taskId);
     assert.deepEqual(tasksSeen, ids.flatMap((id) => [id, id]));
