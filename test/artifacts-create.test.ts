@@ -132,6 +132,30 @@ describe('createArtifact', () => {
     assert.equal((await outboxRows(q.service.ctx.db, { taskId: pending, exchange: 'artifact-created' })).length, 0);
   });
 
+  it('answers 4xx, never 500, for input PostgreSQL could not store', async () => {
+    const { taskId, runId, worker } = await claimedRun(q);
+    const expires = inOneHour();
+    await assert.rejects(
+      worker.createArtifact(taskId, runId, 'x', { storageType: 'error', expires, reason: 'file-missing-on-worker', message: 'a\u0000b' }),
+      rejectsWith(400, 'InputValidationError', /NUL/),
+    );
+    await assert.rejects(
+      worker.createArtifact(taskId, runId, 'x', { storageType: 's3', expires, contentType: 'text/\ud800' }),
+      rejectsWith(400, 'InputValidationError'),
+    );
+    await assert.rejects(
+      worker.createArtifact(taskId, runId, 'x', { storageType: 'reference', expires: '2030-06-30T23:59:60Z', url: 'https://example.com' }),
+      rejectsWith(400),
+    );
+    const nulToken = Buffer.from(JSON.stringify(['\u0000'])).toString('base64url');
+    await assert.rejects(q.queue().listArtifacts(taskId, runId, { continuationToken: nulToken }), rejectsWith(400, 'InvalidRequestArguments'));
+    await assert.rejects(q.queue().finishArtifact(taskId, '99999999999999999999', 'x', { uploadId: slugid() }), rejectsWith(404));
+    await assert.rejects(q.queue().artifactInfo(taskId, '99999999999999999999', 'x'), rejectsWith(404));
+    await assert.rejects(worker.createArtifact(taskId, '99999999999999999999', 'x', { storageType: 'reference', expires, url: 'https://example.com' }), rejectsWith(403));
+    await assert.rejects(q.queue().createArtifact(taskId, '99999999999999999999', 'x', { storageType: 'reference', expires, url: 'https://example.com' }), rejectsWith(400, 'InputError'));
+    assert.deepEqual((await q.queue().listArtifacts(taskId, runId)).artifacts, []);
+  });
+
   it('keeps expires within the task and not in the past', async () => {
     const { taskId, runId, worker } = await claimedRun(q, { expires: taskcluster.fromNowJSON('2 days') });
     await assert.rejects(

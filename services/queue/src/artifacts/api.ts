@@ -16,7 +16,8 @@ async function list(req: ApiRequest, runId: string | undefined) {
   const run = await runOf(ctx, params.taskId!, runId);
   const limit = pageLimit(query);
   const after = decodeToken(query.continuationToken);
-  if (after && typeof after[0] !== 'string') {
+  // PostgreSQL text cannot hold NUL: such a token never came from us
+  if (after && (typeof after[0] !== 'string' || after[0].includes('\0'))) {
     throw new ApiError('InvalidRequestArguments', 'continuationToken is not valid; pass the token from the previous page unchanged');
   }
   let q = ctx.db.selectFrom('artifacts').selectAll().where('task_id', '=', params.taskId!).where('run_id', '=', run);
@@ -61,7 +62,8 @@ export const artifactEndpoints = [
     stability: 'stable', category: 'Artifacts', title: 'Finish Artifact',
     description: 'Only for object artifacts, which Conveyor does not store; s3 artifacts finish when their upload completes.',
     handler: async (req) => {
-      const row = await loadArtifact(req.ctx.db, req.params.taskId, Number(req.params.runId), req.params.name);
+      const run = await runOf(req.ctx, req.params.taskId, req.params.runId);
+      const row = await loadArtifact(req.ctx.db, req.params.taskId, run, req.params.name);
       if (!row) throw new ApiError('ResourceNotFound', `Artifact ${req.params.name} of run ${req.params.runId} of task ${req.params.taskId} not found`);
       throw new ApiError(
         'InputError',

@@ -143,6 +143,10 @@ async function upsert(trx: Trx, taskId: string, runId: number, name: string, inc
 export async function createArtifact(ctx: Ctx, taskId: string, runId: number, name: string, body: CreateArtifactBody) {
   const now = ctx.clock.now();
   const incoming = incomingOf(body);
+  // the date-time format admits a few forms JavaScript cannot read (a leap second, an hour-only offset)
+  if (Number.isNaN(incoming.expires.getTime())) {
+    throw new ApiError('InputError', `expires ${body.expires} is not a date-time this service can read; use RFC 3339 like 2025-01-31T12:00:00.000Z`);
+  }
   if (incoming.expires.getTime() < now.getTime() - pastSkewMs) {
     throw new ApiError('InputError', `expires ${body.expires} lies in the past`, { expires: body.expires });
   }
