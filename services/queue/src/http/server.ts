@@ -2,6 +2,7 @@
 // authenticate → URL params → query → scopes when the URL has all they need → body schema →
 // handler), and Taskcluster's error bodies.
 import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { paramsNeeded, renderExpression, satisfies, type ScopeExpression } from '../auth/scopes.js';
 import type { Authenticator } from '../auth/authenticate.js';
@@ -13,6 +14,28 @@ import { validate } from './validate.js';
 
 export const apiPrefix = '/api/queue/v1';
 const maxBodyBytes = 10 * 1024 * 1024;
+/**
+ * Deeper JSON is refused at parse time: it would overflow the stack of whatever walks it next
+ * (the error body's echo, JSON.stringify for jsonb, PostgreSQL's own parser). Real payloads stay
+ * within a few dozen levels.
+ */
+const maxJsonDepth = 256;
+
+function tooDeep(value: unknown): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > maxJsonDepth) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
+/** A body the '*' parser passed through untouched (raw-body endpoints read it). */
+const isStream = (body: unknown): body is Readable => body instanceof Readable;
 
 function fastifyPath(e: Endpoint): string {
   let path = e.route;
@@ -38,7 +61,7 @@ function errorBody(req: FastifyRequest, code: string, message: string, details: 
     requestInfo: {
       method: req.routeOptions?.config && (req.routeOptions.config as { name?: string }).name,
       params: req.params ?? {},
-      payload: req.body && typeof req.body === 'object' && !('pipe' in (req.body as object)) ? req.body : {},
+      payload: req.body && typeof req.body === 'object' && !isStream(req.body) ? req.body : {},
       time: new Date().toISOString(),
     },
     ...(Object.keys(details).length > 0 ? { details } : {}),
@@ -78,11 +101,14 @@ export async function buildServer({ ctx, authenticator, endpoints, plugins = [] 
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: maxBodyBytes }, (_req, body, done) => {
     const text = String(body);
     if (text.trim() === '') return done(null, undefined);
+    let parsed: unknown;
     try {
-      done(null, JSON.parse(text));
+      parsed = JSON.parse(text);
     } catch {
-      done(new ApiError('MalformedPayload', 'The request body is not valid JSON'), undefined);
+      return done(new ApiError('MalformedPayload', 'The request body is not valid JSON'), undefined);
     }
+    if (tooDeep(parsed)) return done(new ApiError('MalformedPayload', `The request body nests deeper than ${maxJsonDepth} levels`), undefined);
+    done(null, parsed);
   });
   // Any other type passes through as a stream: raw-body endpoints take it, JSON endpoints refuse it.
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
@@ -138,13 +164,13 @@ export async function buildServer({ ctx, authenticator, endpoints, plugins = [] 
 
         let body = req.body;
         if (e.input) {
-          if (body && typeof body === 'object' && 'pipe' in (body as object)) {
+          if (isStream(body)) {
             throw new ApiError('MalformedPayload', `${e.name} takes a JSON body with content-type application/json`);
           }
           validate(e.input, body);
-        } else if (!e.rawBody && body && typeof body === 'object' && 'pipe' in (body as object)) {
+        } else if (!e.rawBody && isStream(body)) {
           // an unexpected raw body is ignored, as Taskcluster ignores bodies of body-less endpoints
-          (body as NodeJS.ReadableStream).resume();
+          body.resume();
           body = undefined;
         }
 

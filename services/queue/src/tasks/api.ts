@@ -1,6 +1,7 @@
 // Endpoints that define and read tasks.
-import { endpoint } from '../http/endpoint.js';
+import { endpoint, type ApiRequest } from '../http/endpoint.js';
 import { ApiError } from '../http/errors.js';
+import { decodeToken, encodeToken, pageLimit } from '../http/paging.js';
 import { createTask } from './create.js';
 import { loadTask, loadTasks, toDefinition, toStatus } from './status.js';
 
@@ -8,6 +9,24 @@ async function mustLoad(req: { ctx: { db: any } }, taskId: string) {
   const t = await loadTask(req.ctx.db, taskId);
   if (!t) throw new ApiError('ResourceNotFound', `Task ${taskId} not found`, { taskId });
   return t;
+}
+
+/**
+ * `tasks` and `statuses` page through the requested ids in the order given (the token is the
+ * offset of the next id); unknown ids are left out of a page, so a page may come back short.
+ */
+async function pageOfTasks(req: ApiRequest<Record<string, string>, { taskIds: string[] }, { limit?: string; continuationToken?: string }>) {
+  const limit = pageLimit(req.query);
+  const token = decodeToken(req.query.continuationToken);
+  const offset = token ? token[0] : 0;
+  if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0 || (token && token.length !== 1)) {
+    throw new ApiError('InvalidRequestArguments', 'continuationToken is not valid; pass the token from the previous page unchanged');
+  }
+  const ids = req.body.taskIds.slice(offset, offset + limit);
+  const byId = new Map((await loadTasks(req.ctx.db, ids)).map((t) => [t.task.task_id, t]));
+  const found = [...new Set(ids)].flatMap((id) => byId.get(id) ?? []);
+  const next = offset + limit;
+  return { found, continuationToken: next < req.body.taskIds.length ? encodeToken([next]) : undefined };
 }
 
 export const taskEndpoints = [
@@ -49,8 +68,8 @@ export const taskEndpoints = [
     description: 'Definitions of several tasks; unknown taskIds are left out.',
     handler: async (req) => {
       req.authorize({ taskIds: req.body.taskIds });
-      const found = await loadTasks(req.ctx.db, req.body.taskIds);
-      return { tasks: found.map((t) => ({ taskId: t.task.task_id, task: toDefinition(t.task) })) };
+      const { found, continuationToken } = await pageOfTasks(req);
+      return { tasks: found.map((t) => ({ taskId: t.task.task_id, task: toDefinition(t.task) })), ...(continuationToken ? { continuationToken } : {}) };
     },
   }),
   endpoint({
@@ -61,8 +80,8 @@ export const taskEndpoints = [
     description: 'Statuses of several tasks; unknown taskIds are left out.',
     handler: async (req) => {
       req.authorize({ taskIds: req.body.taskIds });
-      const found = await loadTasks(req.ctx.db, req.body.taskIds);
-      return { statuses: found.map((t) => ({ taskId: t.task.task_id, status: toStatus(t) })) };
+      const { found, continuationToken } = await pageOfTasks(req);
+      return { statuses: found.map((t) => ({ taskId: t.task.task_id, status: toStatus(t) })), ...(continuationToken ? { continuationToken } : {}) };
     },
   }),
 ];
