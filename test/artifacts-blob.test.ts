@@ -1,6 +1,7 @@
 // s3 artifacts stored by Conveyor: createArtifact → PUT putUrl → getArtifact (303) → GET the
 // signed download URL; Range; bewit-signed getArtifact URLs; size limits; bad and expired URLs.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { validate } from '../services/queue/src/http/validate.js';
@@ -196,6 +197,31 @@ describe('s3 artifacts stored by Conveyor', () => {
       run.worker.createArtifact(run.taskId, run.runId, 'huge.bin', { storageType: 's3', expires: inOneHour(), contentType: 'x/y', contentLength: max + 1 }),
       (err: any) => err.statusCode === 413 && err.code === 'InputTooLarge',
     );
+  });
+
+  it('keeps nothing of an upload whose client went away half-way', async () => {
+    const run = await claimedRun(q);
+    const created = await run.worker.createArtifact(run.taskId, run.runId, 'cut.bin', { storageType: 's3', expires: inOneHour(), contentType: 'x/y' });
+    const size = 300 * 1024; // several chunks, so chunk rows are stored before the cut
+    const rowsLeft = async () =>
+      (await sql<{ n: number }>`SELECT count(*)::int AS n FROM artifact_uploads WHERE task_id = ${run.taskId}`.execute(q.service.ctx.db)).rows[0]!.n;
+    const until = async (what: string, ok: () => Promise<boolean>) => {
+      const deadline = Date.now() + 10_000;
+      while (!(await ok())) {
+        assert.ok(Date.now() < deadline, what);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const req = http.request(created.putUrl, { method: 'PUT', headers: { 'content-length': size } });
+    const closed = new Promise((resolve) => req.on('close', resolve));
+    req.on('error', () => {});
+    req.write(Buffer.concat([...pattern(200 * 1024)]));
+    await until('the upload never started storing chunks', async () => (await rowsLeft()) > 0);
+    req.destroy();
+    await closed;
+    await until('the cut upload was not cleaned up', async () => (await rowsLeft()) === 0);
+    await assert.rejects(q.queue().getArtifact(run.taskId, run.runId, 'cut.bin'), (err: any) => err.statusCode === 404);
+    assert.equal((await outboxRows(q.service.ctx.db, { taskId: run.taskId, exchange: 'artifact-created' })).length, 0);
   });
 
   it('checks the bytes against a declared contentLength', async () => {

@@ -72,6 +72,10 @@ async function upload(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
   let written: Written;
   try {
     written = await writeChunks(ctx.db, uploadId, ctx.config.artifactChunkBytes, req.raw, max, storeRow);
+    // a body cut short must never become the artifact, however the stream ended
+    if (req.raw.aborted || (httpLength !== undefined && written.size !== httpLength)) {
+      throw new ApiError('InputError', `The upload ended after ${written.size} bytes, before its Content-Length (${httpLength}); send it again`);
+    }
     if (declared !== undefined && written.size !== declared) {
       throw new ApiError('InputError', `Received ${written.size} bytes, but createArtifact declared contentLength ${declared}`);
     }
@@ -83,6 +87,11 @@ async function upload(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
     }
     if (err instanceof TooLarge) {
       refuse(reply, new ApiError('InputTooLarge', `The upload exceeds the largest artifact accepted (${max} bytes)`, { maxArtifactBytes: max }));
+    }
+    if (req.raw.aborted || (err as { code?: string }).code === 'ECONNRESET') {
+      // the client went away: nobody hears the answer, and it is not the service's fault
+      ctx.log.info({ uploadId, taskId, runId, name }, 'artifact upload aborted by the client');
+      throw new ApiError('InputError', 'The upload was aborted before it completed; send it again');
     }
     if ((err as { code?: string }).code === foreignKeyViolation) {
       throw new ApiError('ResourceExpired', `Artifact ${name} of run ${runId} of task ${taskId} expired during the upload`);
