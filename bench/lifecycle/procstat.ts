@@ -20,21 +20,23 @@ export function processCpuSec(pid: number): number {
 }
 
 /**
- * CPU of every PostgreSQL process: live processes' own time plus what the postmaster collected
- * from children that have exited (cutime + cstime). Includes other users of the same server.
+ * CPU of the PostgreSQL backends serving `database` (their titles name it, e.g. "postgres: 15/main:
+ * postgres <database> 127.0.0.1(5432) idle"). Other users of the same server are left out; the
+ * backends must live through the window (a pool's connections do).
  */
-export function postgresCpuSec(): number {
-  const procs = new Map<string, string[]>();
+export function postgresCpuSec(database: string): number {
+  let ticks = 0;
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const f = statFields(name);
-    if (f && f[0]!.startsWith('postgres')) procs.set(name, f);
-  }
-  let ticks = 0;
-  for (const f of procs.values()) {
-    ticks += Number(f[12]) + Number(f[13]);
-    // the postmaster (parent not a postgres process) holds the time of its exited backends
-    if (!procs.has(f[2]!)) ticks += Number(f[14]) + Number(f[15]);
+    if (!f || !f[0]!.startsWith('postgres')) continue;
+    let title: string;
+    try {
+      title = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (title.includes(` ${database} `)) ticks += Number(f[12]) + Number(f[13]);
   }
   return ticks / ticksPerSec;
 }

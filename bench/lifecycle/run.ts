@@ -54,8 +54,8 @@ interface Window {
   busy: number;
 }
 
-function sampleWindow(pid: number): Window {
-  return { serviceCpu: processCpuSec(pid), pgCpu: postgresCpuSec(), busy: machineBusySec() };
+function sampleWindow(pid: number, database: string): Window {
+  return { serviceCpu: processCpuSec(pid), pgCpu: postgresCpuSec(database), busy: machineBusySec() };
 }
 
 interface Phase {
@@ -63,14 +63,14 @@ interface Phase {
   cpu: { service: number; postgres: number; generator: number; other: number };
 }
 
-async function runPhase(svc: RunningService, job: Job): Promise<Phase> {
+async function runPhase(svc: RunningService, database: string, job: Job): Promise<Phase> {
   const child = fork(generatorTs, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   let w0: Window | undefined;
   let w1: Window | undefined;
   const result = await new Promise<JobResult>((resolve, reject) => {
     child.on('message', (m: { window?: 'start' | 'end'; result?: JobResult; error?: string }) => {
-      if (m.window === 'start') w0 = sampleWindow(svc.pid);
-      else if (m.window === 'end') w1 = sampleWindow(svc.pid);
+      if (m.window === 'start') w0 = sampleWindow(svc.pid, database);
+      else if (m.window === 'end') w1 = sampleWindow(svc.pid, database);
       else if (m.result) resolve(m.result);
       else if (m.error) reject(new Error(`load generator failed: ${m.error}`));
     });
@@ -99,8 +99,12 @@ function printPhase(title: string, p: Phase): void {
   if (r.firstError) lines.push(`  first error: ${r.firstError}`);
   const c = p.cpu;
   lines.push(
-    `  CPU (cores)        service ${pct(c.service)} · PostgreSQL ${pct(c.postgres)} · generator ${pct(c.generator)} · other ${pct(c.other)}`,
+    `  CPU (cores)        service ${pct(c.service)} · PostgreSQL ${pct(c.postgres)} · generator ${pct(c.generator)} · other processes ${pct(c.other)}`,
   );
+  if (r.lifecycles > 0) {
+    const per = (x: number) => `${((x * r.seconds * 1000) / r.lifecycles).toFixed(2)} ms`;
+    lines.push(`  CPU per lifecycle  service ${per(c.service)} · PostgreSQL ${per(c.postgres)} · generator ${per(c.generator)}`);
+  }
   process.stdout.write(lines.join('\n') + '\n');
 }
 
@@ -132,20 +136,20 @@ async function main(): Promise<void> {
   const results: Partial<Record<Job['kind'], Phase>> = {};
   try {
     if (phases.has('lean')) {
-      const p = await runPhase(svc, { ...base, kind: 'lean', taskQueueId: queue('lean'), connections, durationSec: Number(opt.duration) });
+      const p = await runPhase(svc, database.name, { ...base, kind: 'lean', taskQueueId: queue('lean'), connections, durationSec: Number(opt.duration) });
       printPhase(`lean generator (node:http keep-alive + hawk), ${connections} connections, ${opt.duration} s`, p);
       results.lean = p;
     }
     if (phases.has('official')) {
       const n = Number(opt['official-connections']);
-      const p = await runPhase(svc, {
+      const p = await runPhase(svc, database.name, {
         ...base, kind: 'official', taskQueueId: queue('official'), connections: n, durationSec: Number(opt['official-duration']),
       });
       printPhase(`official taskcluster-client, ${n} concurrent, ${opt['official-duration']} s`, p);
       results.official = p;
     }
     if (phases.has('handoff')) {
-      const p = await runPhase(svc, { ...base, kind: 'handoff', taskQueueId: queue('handoff'), connections: 1, durationSec: 0 });
+      const p = await runPhase(svc, database.name, { ...base, kind: 'handoff', taskQueueId: queue('handoff'), connections: 1, durationSec: 0 });
       printPhase(`claimWork hand-off: ${opt.waiters} long-polls waiting, ${opt['handoff-samples']} tasks created one at a time`, p);
       results.handoff = p;
     }

@@ -7,9 +7,49 @@ import type { Database } from './tables.js';
 export type Db = Kysely<Database>;
 export type Trx = Transaction<Database>;
 
+// Parameterised statements run as named (prepared) statements: PostgreSQL parses and plans each
+// text once per connection instead of on every call. Measured with bench/lifecycle: a trivial
+// parameterised SELECT goes from 16k to 30k/s on 2 cores, and PostgreSQL's share of the lifecycle
+// drops accordingly. Bounded: long IN-lists and texts beyond the first few hundred stay unnamed,
+// so neither side accumulates statements without limit.
+const maxNamedStatements = 300;
+const maxNamedParameters = 64;
+const statementNames = new Map<string, string>();
+// A migration by another replica can change a table's row type under a prepared `SELECT *`;
+// PostgreSQL then refuses the old plan once, and from then on every text gets a fresh name.
+let generation = 0;
+
+function statementName(text: string, parameterCount: number): string | undefined {
+  if (parameterCount === 0 || parameterCount > maxNamedParameters) return undefined;
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    if (statementNames.size >= maxNamedStatements) return undefined;
+    name = `conveyor_${statementNames.size}`;
+    statementNames.set(text, name);
+  }
+  return `${name}_${generation}`;
+}
+
+class PreparingClient extends pg.Client {
+  // kysely calls query(text, values) and awaits the promise; every other form passes through.
+  override query(...args: unknown[]): any {
+    const [text, values, callback] = args;
+    if (typeof text === 'string' && Array.isArray(values) && callback === undefined) {
+      const name = statementName(text, values.length);
+      if (name !== undefined) {
+        return (super.query({ name, text, values }) as Promise<pg.QueryResult>).catch((err: { code?: string; message?: string }) => {
+          if (err?.code === '0A000' && /cached plan must not change result type/.test(err.message ?? '')) generation += 1;
+          throw err;
+        });
+      }
+    }
+    return (super.query as (...a: unknown[]) => unknown)(...args);
+  }
+}
+
 // bigint columns (outbox ids, pending seq) stay strings; counts come back as numbers via ::int casts.
 export function createDb(connectionString: string, max = 20): { db: Db; pool: pg.Pool } {
-  const pool = new pg.Pool({ connectionString, max });
+  const pool = new pg.Pool({ connectionString, max, Client: PreparingClient });
   // An idle client erroring (e.g. the server restarting) must not crash the process.
   pool.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
