@@ -66,7 +66,8 @@ export async function rawRequest(rootUrl: string, r: RawRequest): Promise<RawRes
     }
   }
   if (r.credentials) headers.authorization = hawkHeader(url, r.method, r);
-  const res = await fetch(url, { method: r.method, headers, body });
+  // redirects are answers too (getArtifact's 303): never followed here
+  const res = await fetch(url, { method: r.method, headers, body, redirect: 'manual' });
   const text = await res.text();
   let parsed: unknown = text;
   if ((res.headers.get('content-type') ?? '').startsWith('application/json')) parsed = JSON.parse(text);
