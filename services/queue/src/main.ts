@@ -8,6 +8,8 @@ import { createDb, migrate } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from './db/embedded.js';
 import { listenCommand, relayCommand } from './outbox/commands.js';
 import { workerCommand } from '@conveyor/generic-worker';
+import { pipelineCommand, schedulerCommand } from '@conveyor/scheduler';
+import { startLocalStack } from './local-stack.js';
 
 export type Command = (config: Config, log: pino.Logger, args: string[]) => Promise<() => Promise<void>>;
 
@@ -16,6 +18,8 @@ export const extraCommands: Record<string, Command> = {};
 extraCommands.relay = relayCommand;
 extraCommands.listen = listenCommand;
 extraCommands.worker = workerCommand;
+extraCommands.scheduler = schedulerCommand;
+extraCommands.pipeline = pipelineCommand;
 
 async function withDatabase(config: Config, log: pino.Logger): Promise<EmbeddedDb | undefined> {
   if (config.databaseUrl) return undefined;
@@ -30,7 +34,15 @@ const commands: Record<string, Command> = {
     const embedded = await withDatabase(config, log);
     const queue = await startQueue({ config, logger: log, api: true, loops: true });
     announce(config, log, queue.url);
+    const stack = await startLocalStack(config, log, queue.url).catch(async (err) => {
+      await queue.stop();
+      await embedded?.stop();
+      throw err;
+    });
+    const lines = [...stack.lines, `  database:      ${embedded ? `embedded PostgreSQL, data in .conveyor/pgdata (${embedded.url})` : 'DATABASE_URL'}`];
+    process.stdout.write(lines.join('\n') + '\n');
     return async () => {
+      await stack.stop();
       await queue.stop();
       await embedded?.stop();
     };

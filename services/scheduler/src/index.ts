@@ -6,3 +6,5 @@ export {
 } from './pipeline.js';
 export { advance, type SchedulerCtx } from './progress.js';
 export { pipelineStatus, type PipelineStatus } from './status.js';
+export { pipelineCommand, schedulerCommand } from './command.js';
+export { loadSchedulerEnv, schedulerEnvKeys, type SchedulerEnv } from './config.js';

