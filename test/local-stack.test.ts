@@ -49,7 +49,7 @@ describe('npm start: the local stack', () => {
       WORKER_TASK_QUEUE_ID: 'local/generic',
       AMQP_URL: '',
     };
-    stack = run(['start'], env);
+    stack = run(['start', '--local'], env);
   });
   after(async () => {
     stack?.child.kill('SIGKILL');

@@ -118,12 +118,12 @@ export const configKeys = {
     env: 'AMQP_RECONNECT_MAX_MS', doc: 'Longest wait between reconnect attempts to RabbitMQ (backoff from 100 ms)', parse: int(100), default: 5000,
   },
   startWorker: {
-    env: 'START_WORKER', doc: '`start` also runs a generic worker on local/generic (it runs task commands on this host: off in production)',
-    parse: bool, default: (c: Record<string, unknown>) => !c.production,
+    env: 'START_WORKER', doc: '`start --local` (npm start) also runs a generic worker on local/generic; it runs task commands on this host',
+    parse: bool, default: true,
   },
   startScheduler: {
-    env: 'START_SCHEDULER', doc: '`start` also runs the pipeline scheduler (API on SCHEDULER_PORT)',
-    parse: bool, default: (c: Record<string, unknown>) => !c.production,
+    env: 'START_SCHEDULER', doc: '`start --local` (npm start) also runs the pipeline scheduler (API on SCHEDULER_PORT)',
+    parse: bool, default: true,
   },
 } satisfies Record<string, Key<unknown>>;
 

@@ -1,6 +1,6 @@
-// What `start` runs beside the queue so one command gives a whole system to try: a generic worker
-// on local/generic and the pipeline scheduler, both talking to this queue with the root client.
-// START_WORKER / START_SCHEDULER turn them off (both are off by default in production).
+// What `start --local` (npm start) runs beside the queue so one command gives a whole system to
+// try: a generic worker on local/generic and the pipeline scheduler, both talking to this queue
+// with the root client. START_WORKER=false / START_SCHEDULER=false leave one out.
 import type pino from 'pino';
 import { loadWorkerConfig, startGenericWorker, WorkerConfigError } from '@conveyor/generic-worker';
 import { loadSchedulerEnv, startScheduler } from '@conveyor/scheduler';
@@ -16,6 +16,7 @@ export async function startLocalStack(config: Config, log: pino.Logger, queueUrl
   const lines: string[] = [];
   const stops: Array<() => Promise<void>> = [];
 
+  lines.push('  built-in:      tasks on built-in/succeed complete, on built-in/fail fail, with no worker');
   if (config.startWorker) {
     let wc;
     try {
@@ -29,7 +30,6 @@ export async function startLocalStack(config: Config, log: pino.Logger, queueUrl
     stops.push(() => worker.stop());
     lines.push(`  worker:        ${wc.workerGroup}/${wc.workerId} runs up to ${wc.capacity} tasks at once from ${wc.taskQueueId} (payload.command; log in public/logs/live.log)`);
   }
-  lines.push('  built-in:      tasks on built-in/succeed complete, on built-in/fail fail, with no worker');
 
   if (config.startScheduler) {
     const env = loadSchedulerEnv();

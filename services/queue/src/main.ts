@@ -30,11 +30,13 @@ async function withDatabase(config: Config, log: pino.Logger): Promise<EmbeddedD
 }
 
 const commands: Record<string, Command> = {
-  async start(config, log) {
+  async start(config, log, args) {
     const embedded = await withDatabase(config, log);
     const queue = await startQueue({ config, logger: log, api: true, loops: true });
     announce(config, log, queue.url);
-    const stack = await startLocalStack(config, log, queue.url).catch(async (err) => {
+    // --local (npm start): a generic worker and the scheduler too, for a whole system on one machine
+    const local = args.includes('--local');
+    const stack = await startLocalStack({ ...config, startWorker: local && config.startWorker, startScheduler: local && config.startScheduler }, log, queue.url).catch(async (err) => {
       await queue.stop();
       await embedded?.stop();
       throw err;
