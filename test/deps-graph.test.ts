@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import taskcluster from 'taskcluster-client';
 import { resolverLoops } from '../services/queue/src/resolvers/index.js';
 import {
-  claimAndCompleteInProcess, claimAndResolve, cloneUnscheduled, countIn, create, inParallel, messagesByTask, states, until,
+  claimAndResolve, cloneUnscheduled, countIn, create, inParallel, messagesByTask, states, until,
 } from './harness/graph.js';
 import { outboxRows } from './harness/outbox.js';
 import { startTestQueue, type TestQueue } from './harness/service.js';
@@ -46,26 +46,6 @@ describe('task dependencies', () => {
     assert.equal(pendingD.length, 1);
     assert.ok(pendingD[0]![1] > lastCompleted);
     assert.equal(pendingD[0]![0].body.status.runs[0].reasonCreated, 'scheduled');
-  });
-
-  it('runs a 1,000-task chain strictly in order', async () => {
-    const taskQueueId = uniqueQueue();
-    const ids = [await create(q, { taskQueueId })];
-    ids.push(await create(q, { taskQueueId, dependencies: [ids[0]] }));
-    while (ids.length < 1000) ids.push(slugid());
-    await cloneUnscheduled(db(), ids[1]!, ids.slice(2).map((taskId, i) => ({ taskId, dependencies: [ids[i + 1]!] })));
-    assert.equal(await countIn(db(), ids, 'unscheduled'), 999);
-    // only ever one task of the chain is pending: each claim takes the next one
-    for (const id of ids) assert.equal(await claimAndCompleteInProcess(q.service.ctx, taskQueueId), id);
-    assert.equal(await countIn(db(), ids, 'completed'), 1000);
-
-    // each task-pending follows the completion of the task before it
-    const rows = await outboxRows(db());
-    const at = new Map<string, number>();
-    rows.forEach((r, i) => at.set(`${r.exchange.split('/').pop()}:${r.routing_key.split('.')[1]}`, i));
-    for (let i = 1; i < ids.length; i++) {
-      assert.ok(at.get(`task-pending:${ids[i]}`)! > at.get(`task-completed:${ids[i - 1]}`)!, `task ${i} became pending too early`);
-    }
   });
 
   it('unblocks 2,000 dependents of one task, in bounded batches', async () => {

@@ -1,7 +1,6 @@
 // Helpers for the dependency, group and resolver tests: build task graphs, drive their tasks to a
 // resolution through taskcluster-client, and wait for conditions with a deadline.
 import { sql } from 'kysely';
-import { claimPending } from '../../services/queue/src/claims/claim.js';
 import type { Ctx } from '../../services/queue/src/context.js';
 import type { Db } from '../../services/queue/src/db/database.js';
 import { resolveRun } from '../../services/queue/src/runs/resolve.js';
@@ -92,16 +91,19 @@ export async function claimAndResolve(
 }
 
 /**
- * claimWork and reportCompleted without HTTP: the same claim and state-machine functions the
- * endpoints call, for tests that resolve a thousand tasks one after the other.
+ * cancelTask for the one pending run of a queue, without HTTP: the state machine's own transition
+ * (runs/resolve.ts) in one transaction, for tests that resolve a thousand tasks one after the
+ * other. Throws unless exactly one run of the queue is pending.
  */
-export async function claimAndCompleteInProcess(ctx: Ctx, taskQueueId: string): Promise<string> {
-  const [claim] = await claimPending(ctx, { taskQueueId, workerGroup: 'wg', workerId: 'w' }, 1);
-  if (!claim) throw new Error(`nothing pending on ${taskQueueId}`);
-  await withLockedTask(ctx, claim.status.taskId, async (trx, t, emit) => {
-    emit(...(await resolveRun(ctx, trx, t, claim.runId, { state: 'completed', reason: 'completed' })).messages);
+export async function cancelOnlyPending(ctx: Ctx, taskQueueId: string): Promise<string> {
+  const rows = await sql<{ task_id: string; run_id: number }>`
+    SELECT task_id, run_id FROM pending WHERE task_queue_id = ${taskQueueId} LIMIT 2`.execute(ctx.db);
+  if (rows.rows.length !== 1) throw new Error(`${rows.rows.length} runs pending on ${taskQueueId}, expected exactly one`);
+  const { task_id, run_id } = rows.rows[0]!;
+  await withLockedTask(ctx, task_id, async (trx, t, emit) => {
+    emit(...(await resolveRun(ctx, trx, t, run_id, { state: 'exception', reason: 'canceled' })).messages);
   });
-  return claim.status.taskId;
+  return task_id;
 }
 
 /** The state of each task (the last run's, or unscheduled), read from the database. */
