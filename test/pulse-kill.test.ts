@@ -98,7 +98,7 @@ describe('events under kill -9', () => {
     const load = Promise.all([producer(), producer(), producer(), worker(1), worker(2), worker(3)]);
 
     for (let k = 0; k < kills; k++) {
-      await new Promise((r) => setTimeout(r, 700 + Math.random() * 1300));
+      await new Promise((r) => setTimeout(r, 400 + Math.random() * 800));
       await killChild(svc);
       svc = await startChildService(env, rootUrl);
     }

@@ -23,6 +23,7 @@ const { values: opt } = parseArgs({
     inflight: { type: 'string', default: '64' },
     'ceiling-rate': { type: 'string', default: '1500' },
     batch: { type: 'string', default: '1000' },
+    'no-consumer': { type: 'boolean', default: false },
     phases: { type: 'string', default: 'relay,latency,ratio' },
     'amqp-url': { type: 'string', default: process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672' },
   },
@@ -79,7 +80,8 @@ async function relayPhase(): Promise<string> {
   );
   await c.query('VACUUM ANALYZE outbox');
   let received = 0;
-  const close = await consumer(prefix, () => received++);
+  // without a consumer nothing is bound: the broker confirms without queueing (its ceiling)
+  const close = opt['no-consumer'] ? async () => {} : await consumer(prefix, () => received++);
   const config = loadConfig({}, { databaseUrl: db.url, amqpUrl, exchangePrefix: prefix, logLevel: 'warn', relayBatchSize: Number(opt.batch) });
   const cpu = cpuWindow(db.name);
   const t0 = performance.now();
@@ -87,7 +89,7 @@ async function relayPhase(): Promise<string> {
   while (relay.status.published < n) await new Promise((r) => setTimeout(r, 20));
   const relaySec = (performance.now() - t0) / 1000;
   const cpuLine = cpu.stop();
-  while (received < n && performance.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 20));
+  while (!opt['no-consumer'] && received < n && performance.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 20));
   const consumedSec = (performance.now() - t0) / 1000;
   await relay.stop();
   await close();

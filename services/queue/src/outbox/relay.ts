@@ -16,6 +16,9 @@ import type { Service } from '../services.js';
 import { publishedTotal, publishFailuresTotal, relayActive } from './metrics.js';
 import { outboxChannel } from './write.js';
 
+/** Batches written to the broker before the oldest must be confirmed and marked. */
+const pipelineDepth = 4;
+
 /** pg_advisory_lock key of the relay (advisory locks are per database). */
 export const relayLockKey = 7_316_300_001;
 
@@ -140,16 +143,18 @@ export class OutboxRelay implements Service {
   }
 
   /**
-   * Pipelined: batch k+1 is read and written to the broker while batch k's confirms are awaited;
-   * then batch k is marked. Batches go out in id order on one channel, so per-task order holds.
+   * Pipelined: up to `pipelineDepth` batches are written to the broker before the oldest one's
+   * confirms are awaited and it is marked, so a slow hop (broker, database, a busy machine) costs
+   * throughput only once per window. Batches go out in id order on one channel, so per-task order
+   * holds; a broker failure drops the whole window, whose rows go out again.
    */
   private async publishLoop(client: pg.Client): Promise<void> {
     const batchSize = this.deps.config.relayBatchSize;
-    let inflight: { ids: string[]; confirmed: Promise<void> } | undefined;
+    let inflight: Array<{ ids: string[]; confirmed: Promise<void> }> = [];
     try {
       while (!this.stopped) {
         if (!this.publisher.connected) {
-          inflight = undefined; // unconfirmed: its rows stay unpublished and go out again
+          inflight = []; // unconfirmed: their rows stay unpublished and go out again
           this.status.brokerConnected = false;
           relayActive.set(0);
           try {
@@ -161,22 +166,23 @@ export class OutboxRelay implements Service {
           relayActive.set(1);
           this.log.info('outbox relay connected to RabbitMQ');
         }
-        const rows = await this.nextBatch(client, batchSize, inflight?.ids ?? []);
-        let sent: { ids: string[]; confirmed: Promise<void> } | undefined;
+        const rows = await this.nextBatch(client, batchSize, inflight.flatMap((b) => b.ids));
         if (rows.length > 0) {
           try {
-            sent = { ids: rows.map((r) => r.id), confirmed: (await this.publisher.send(rows.map(toMessage))).confirmed };
+            inflight.push({ ids: rows.map((r) => r.id), confirmed: (await this.publisher.send(rows.map(toMessage))).confirmed });
           } catch (err) {
             this.brokerFailed(err as Error, rows.length);
+            continue;
           }
         }
-        if (inflight) await this.markWhenConfirmed(client, inflight);
-        inflight = this.publisher.connected ? sent : undefined;
-        if (!inflight && rows.length < batchSize) await this.waitForWork();
+        if (rows.length === batchSize && inflight.length < pipelineDepth) continue;
+        const oldest = inflight.shift();
+        if (oldest) await this.markWhenConfirmed(client, oldest);
+        else await this.waitForWork();
       }
     } finally {
-      // stopping: finish the batch in flight (its confirms and its mark)
-      if (inflight && this.publisher.connected) await this.markWhenConfirmed(client, inflight);
+      // stopping: finish the batches in flight (their confirms and marks)
+      for (const b of inflight) if (this.publisher.connected) await this.markWhenConfirmed(client, b);
     }
   }
 
