@@ -73,7 +73,7 @@ async function upload(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
   try {
     written = await writeChunks(ctx.db, uploadId, ctx.config.artifactChunkBytes, req.raw, max, storeRow);
     // a body cut short must never become the artifact, however the stream ended
-    if (req.raw.aborted || (httpLength !== undefined && written.size !== httpLength)) {
+    if (!req.raw.complete || (httpLength !== undefined && written.size !== httpLength)) {
       throw new ApiError('InputError', `The upload ended after ${written.size} bytes, before its Content-Length (${httpLength}); send it again`);
     }
     if (declared !== undefined && written.size !== declared) {
@@ -88,7 +88,7 @@ async function upload(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
     if (err instanceof TooLarge) {
       refuse(reply, new ApiError('InputTooLarge', `The upload exceeds the largest artifact accepted (${max} bytes)`, { maxArtifactBytes: max }));
     }
-    if (req.raw.aborted || (err as { code?: string }).code === 'ECONNRESET') {
+    if ((err as { code?: string }).code === 'ECONNRESET' && !req.raw.complete) {
       // the client went away: nobody hears the answer, and it is not the service's fault
       ctx.log.info({ uploadId, taskId, runId, name }, 'artifact upload aborted by the client');
       throw new ApiError('InputError', 'The upload was aborted before it completed; send it again');
