@@ -172,6 +172,34 @@ describe('worker SDK', () => {
     assert.equal((await state(later!)).state, 'pending');
   });
 
+  it('uploads artifacts and a live log that grows while the task runs (moving from memory to a file)', async () => {
+    const taskQueueId = uniqueQueue();
+    const [taskId] = await createTasks(taskQueueId, 1);
+    const read = async (name: string) => {
+      const res = await fetch(`${q.rootUrl}/api/queue/v1/task/${taskId}/runs/0/artifacts/${encodeURIComponent(name)}`);
+      return res.status === 200 ? res.text() : undefined;
+    };
+    let midway: string | undefined;
+    const line = (i: number) => `line ${String(i).padStart(4, '0')} ${'x'.repeat(40)}\n`;
+    const { worker, outcomes } = start(taskQueueId, async (t) => {
+      await t.uploadArtifact('public/report.json', JSON.stringify({ ok: true }), 'application/json');
+      const log = t.liveLog({ intervalMs: 60_000, spillBytes: 256 });
+      for (let i = 0; i < 10; i++) await log.write(line(i));
+      await log.flush();
+      midway = await read('public/logs/live.log');
+      for (let i = 10; i < 100; i++) await log.write(line(i));
+      // not closed: the SDK closes (and uploads) it before reporting
+    });
+    await waitFor('reported', () => outcomes.length === 1);
+    assert.equal(outcomes[0]!.result?.status, 'completed');
+    assert.equal(await read('public/report.json'), '{"ok":true}');
+    assert.equal(midway, Array.from({ length: 10 }, (_, i) => line(i)).join(''));
+    assert.equal(await read('public/logs/live.log'), Array.from({ length: 100 }, (_, i) => line(i)).join(''));
+    const created = (await taskExchanges(q.service.ctx.db, taskId!)).filter((e) => e === 'artifact-created').length;
+    assert.equal(created, 3, 'one artifact-created per upload: the report, the flush and the final log');
+    await worker.stop();
+  });
+
   it('SIGTERM: a worker process hands its running tasks back as worker-shutdown and exits', async () => {
     const taskQueueId = uniqueQueue();
     const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/sdk-worker.ts'], {

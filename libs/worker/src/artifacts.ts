@@ -20,13 +20,28 @@ export interface UploadTarget {
   expires: Date;
 }
 
-export async function uploadArtifact(t: UploadTarget, body: UploadBody): Promise<void> {
+/** putUrls handed out for a run's artifacts, reused while valid: a growing log is re-uploaded often. */
+export type PutUrlCache = Map<string, { putUrl: string; validUntil: number; contentType: string }>;
+
+const reuseMarginMs = 60_000;
+
+export async function uploadArtifact(t: UploadTarget, body: UploadBody, cache?: PutUrlCache): Promise<void> {
+  const known = cache?.get(t.name);
+  if (known && known.contentType === t.contentType && known.validUntil - reuseMarginMs > Date.now() && !(body instanceof Readable)) {
+    try {
+      return await put(known.putUrl, t.contentType, body, t.queue.options.agent);
+    } catch {
+      // expired or refused: ask for a fresh one below
+      cache!.delete(t.name);
+    }
+  }
   const created = await t.queue.createArtifact(t.taskId, t.runId, t.name, {
     storageType: 's3',
     contentType: t.contentType,
     expires: t.expires.toISOString(),
   });
   if (!created?.putUrl) throw new Error(`createArtifact ${t.name}: no putUrl in the answer`);
+  cache?.set(t.name, { putUrl: created.putUrl, validUntil: Date.parse(created.expires), contentType: t.contentType });
   await put(created.putUrl, t.contentType, body, t.queue.options.agent);
 }
 

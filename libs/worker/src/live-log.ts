@@ -1,9 +1,8 @@
 // A log that readers can follow while the task runs. Conveyor stores artifacts in PostgreSQL and has
-// no append operation, so the log is kept in a local file and the whole file is re-uploaded under
-// the same name (re-posting an s3 artifact with the same content type and expiry is idempotent and
-// hands out a fresh putUrl) at most every `intervalMs` while it grows, and once more at the end.
-// A reader sees the log as of the last upload: up to `intervalMs` behind while running, complete
-// after close().
+// no append operation, so the whole log is re-uploaded under the same name (to the same putUrl
+// while it is valid) at most every `intervalMs` while it grows, and once more at close(). A reader
+// sees the log as of the last upload: up to `intervalMs` behind while running, complete after
+// close(). The log is kept in memory up to `spillBytes`, then in a temporary file.
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +15,8 @@ export interface LiveLogOptions {
   /** Least time between two uploads while the task runs (default 1000 ms). */
   intervalMs?: number;
   contentType?: string;
+  /** Beyond this many bytes the log moves from memory to a temporary file (default 1 MiB). */
+  spillBytes?: number;
 }
 
 export type Upload = (name: string, body: UploadBody, contentType: string) => Promise<void>;
@@ -24,13 +25,15 @@ export class LiveLog {
   readonly name: string;
   private readonly intervalMs: number;
   private readonly contentType: string;
+  private readonly spillBytes: number;
+  private memory: Buffer[] = [];
   private dir: string | undefined;
   private file: WriteStream | undefined;
-  private opening: Promise<void> | undefined;
+  /** Serialises writes, spilling and uploads, so bytes land and ship in order. */
+  private chain: Promise<void> = Promise.resolve();
   private written = 0;
   private uploaded = -1;
   private timer: NodeJS.Timeout | undefined;
-  private uploading: Promise<void> = Promise.resolve();
   private closed = false;
   /** The last upload error, if any; uploads go on after one fails. */
   lastError: unknown;
@@ -39,24 +42,37 @@ export class LiveLog {
     this.name = opts.name ?? 'public/logs/live.log';
     this.intervalMs = opts.intervalMs ?? 1000;
     this.contentType = opts.contentType ?? 'text/plain; charset=utf-8';
+    this.spillBytes = opts.spillBytes ?? 1024 * 1024;
     this.timer = setTimeout(() => this.tick(), this.intervalMs);
   }
 
-  private open(): Promise<void> {
-    return (this.opening ??= (async () => {
-      this.dir = await mkdtemp(join(tmpdir(), 'conveyor-log-'));
-      this.file = createWriteStream(join(this.dir, 'live.log'));
-    })());
+  private then(step: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(step);
+    this.chain = next.catch(() => {});
+    return next;
   }
 
-  /** Appends; resolves once the bytes are in the local file (the next upload carries them). */
-  async write(chunk: string | Uint8Array): Promise<void> {
-    if (this.closed) throw new Error(`live log ${this.name} is closed`);
-    await this.open();
-    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    if (bytes.byteLength === 0) return;
-    await new Promise<void>((resolve, reject) => this.file!.write(bytes, (err) => (err ? reject(err) : resolve())));
-    this.written += bytes.byteLength;
+  /** Appends; resolves once the bytes are held (the next upload carries them). */
+  write(chunk: string | Uint8Array): Promise<void> {
+    if (this.closed) return Promise.reject(new Error(`live log ${this.name} is closed`));
+    const bytes = Buffer.from(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    if (bytes.byteLength === 0) return Promise.resolve();
+    return this.then(async () => {
+      if (!this.file && this.written + bytes.byteLength <= this.spillBytes) {
+        this.memory.push(bytes);
+      } else {
+        if (!this.file) await this.spill();
+        await new Promise<void>((resolve, reject) => this.file!.write(bytes, (err) => (err ? reject(err) : resolve())));
+      }
+      this.written += bytes.byteLength;
+    });
+  }
+
+  private async spill(): Promise<void> {
+    this.dir = await mkdtemp(join(tmpdir(), 'conveyor-log-'));
+    this.file = createWriteStream(join(this.dir, 'live.log'));
+    for (const b of this.memory) this.file.write(b);
+    this.memory = [];
   }
 
   /** Bytes written so far. */
@@ -67,41 +83,41 @@ export class LiveLog {
   private tick(): void {
     this.timer = undefined;
     if (this.closed) return;
-    this.flush().finally(() => {
+    void this.flush().finally(() => {
       if (!this.closed) this.timer = setTimeout(() => this.tick(), this.intervalMs);
     });
   }
 
   /** Uploads what was written so far, unless that was uploaded already. */
   flush(): Promise<void> {
-    this.uploading = this.uploading.then(async () => {
+    return this.then(async () => {
       const size = this.written;
       if (size === this.uploaded) return;
+      const body: UploadBody = this.file ? { file: join(this.dir!, 'live.log'), size } : Buffer.concat(this.memory);
       try {
-        await this.open();
-        await this.upload(this.name, { file: join(this.dir!, 'live.log'), size }, this.contentType);
+        await this.upload(this.name, body, this.contentType);
         this.uploaded = size;
       } catch (err) {
         this.lastError = err;
       }
     });
-    return this.uploading;
   }
 
-  /** Final upload (throws if it fails), then removes the local file. Safe to call twice. */
+  /** Final upload (throws if it fails), then drops the local copy. Safe to call twice. */
   async close(): Promise<void> {
-    if (!this.closed) {
-      this.closed = true;
-      clearTimeout(this.timer);
-      await this.open();
-      await new Promise<void>((resolve) => this.file!.end(resolve));
-      this.lastError = undefined;
-      await this.flush();
-      try {
-        if (this.lastError) throw this.lastError;
-      } finally {
-        await rm(this.dir!, { recursive: true, force: true });
-      }
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.then(async () => {
+      if (this.file) await new Promise<void>((resolve) => this.file!.end(resolve));
+    });
+    this.lastError = undefined;
+    await this.flush();
+    try {
+      if (this.lastError) throw this.lastError;
+    } finally {
+      this.memory = [];
+      if (this.dir) await rm(this.dir, { recursive: true, force: true });
     }
   }
 }

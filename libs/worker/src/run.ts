@@ -2,7 +2,7 @@
 // credentials), runs the handler, reports its result. A reclaim that answers 409 means the run was
 // resolved elsewhere (cancel, deadline, claim expiry): the handler is aborted and nothing reported.
 import { QueueClient, QueueError, type Credentials } from '@conveyor/client';
-import { uploadArtifact, type UploadBody } from './artifacts.js';
+import { uploadArtifact, type PutUrlCache, type UploadBody } from './artifacts.js';
 import { LiveLog, type LiveLogOptions } from './live-log.js';
 import { TaskAborted, type Logger, type RunOutcome, type TaskContext, type TaskHandler, type TaskResult } from './types.js';
 
@@ -30,6 +30,7 @@ export class TaskRun {
   private reclaimTimer: NodeJS.Timeout | undefined;
   private settled = false;
   private readonly logs: LiveLog[] = [];
+  private readonly putUrls: PutUrlCache = new Map();
   /** Resolves when the handler has returned or thrown. */
   handlerDone!: Promise<void>;
   /** Resolves when the run is over: result reported (or skipped). */
@@ -106,6 +107,7 @@ export class TaskRun {
     return uploadArtifact(
       { queue: this.queue(), taskId: this.taskId, runId: this.runId, name, contentType, expires: expires ?? new Date(this.claim.task.expires) },
       body,
+      this.putUrls,
     );
   }
 
