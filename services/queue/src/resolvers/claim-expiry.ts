@@ -23,7 +23,7 @@ export async function expireClaims(ctx: Ctx): Promise<LoopResult> {
     ORDER BY r.taken_until LIMIT ${batchSize}`.execute(ctx.db);
   let handled = 0;
   let busy = 0;
-  await eachLimited(due.rows, concurrency, async ({ task_id, run_id }) => {
+  const failed = await eachLimited(ctx, 'claim-expiry', due.rows, concurrency, async ({ task_id, run_id }) => {
     const changed = await withFreeTask(ctx, task_id, async (trx, t) => {
       const run = t.runs[run_id];
       const latest = run_id === t.runs.length - 1;
@@ -38,7 +38,12 @@ export async function expireClaims(ctx: Ctx): Promise<LoopResult> {
     if (changed === undefined) busy += 1;
     else if (changed) handled += 1;
   });
-  return { handled, full: due.rows.length === batchSize, nextDueMs: busy > 0 ? retryBusyMs : await msUntilNext(ctx) };
+  return {
+    handled,
+    full: due.rows.length === batchSize && failed === 0,
+    // after a failure, not sooner than the interval: the failed item is still due
+    nextDueMs: failed > 0 ? undefined : busy > 0 ? retryBusyMs : await msUntilNext(ctx),
+  };
 }
 
 /** Milliseconds until the next claim falls due, so the loop wakes for it rather than a poll later. */

@@ -21,7 +21,7 @@ export async function resolveDeadlines(ctx: Ctx): Promise<LoopResult> {
     SELECT task_id FROM task_deadlines WHERE deadline <= ${now} ORDER BY deadline LIMIT ${batchSize}`.execute(ctx.db);
   let handled = 0;
   let busy = 0;
-  await eachLimited(due.rows, concurrency, async ({ task_id }) => {
+  const failed = await eachLimited(ctx, 'deadlines', due.rows, concurrency, async ({ task_id }) => {
     const changed = await withFreeTask(ctx, task_id, async (trx, t) => {
       if (new Date(t.task.deadline) > ctx.clock.now()) return { result: false, messages: [] as OutboxMessage[] };
       const state = taskState(t.runs);
@@ -37,7 +37,12 @@ export async function resolveDeadlines(ctx: Ctx): Promise<LoopResult> {
     if (changed === undefined) busy += 1;
     else if (changed) handled += 1;
   });
-  return { handled, full: due.rows.length === batchSize, nextDueMs: busy > 0 ? retryBusyMs : await msUntilNext(ctx) };
+  return {
+    handled,
+    full: due.rows.length === batchSize && failed === 0,
+    // after a failure, not sooner than the interval: the failed item is still due
+    nextDueMs: failed > 0 ? undefined : busy > 0 ? retryBusyMs : await msUntilNext(ctx),
+  };
 }
 
 async function msUntilNext(ctx: Ctx): Promise<number | undefined> {

@@ -9,12 +9,36 @@ import { defineLoop, type LoopResult } from '../loops/loop.js';
 import { writeOutbox } from '../outbox/write.js';
 
 export async function continueDependents(ctx: Ctx): Promise<LoopResult> {
+  let taken: string | undefined;
+  try {
+    return await nextBatch(ctx, (id) => (taken = id));
+  } catch (err) {
+    if (taken !== undefined) await requeueAtBack(ctx, taken);
+    throw err;
+  }
+}
+
+/**
+ * A batch that failed (a bug, or a deadlock PostgreSQL broke) goes behind every other row, so one
+ * bad row cannot stall all dependency resolution while it is retried.
+ */
+async function requeueAtBack(ctx: Ctx, id: string): Promise<void> {
+  await sql`
+    WITH gone AS (
+      DELETE FROM resolved_tasks_queue WHERE id = ${id}
+      RETURNING task_id, completed, after_dependent, until_dependent, created)
+    INSERT INTO resolved_tasks_queue (task_id, completed, after_dependent, until_dependent, created)
+    SELECT task_id, completed, after_dependent, until_dependent, created FROM gone`.execute(ctx.db);
+}
+
+async function nextBatch(ctx: Ctx, took: (id: string) => void): Promise<LoopResult> {
   return ctx.db.transaction().execute(async (trx) => {
     const item = await sql<{ id: string; task_id: string; completed: boolean; after_dependent: string; until_dependent: string | null }>`
       SELECT id, task_id, completed, after_dependent, until_dependent FROM resolved_tasks_queue
       ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`.execute(trx);
     const row = item.rows[0];
     if (!row) return { handled: 0, full: false };
+    took(row.id);
     const cursor = { taskId: row.task_id, completed: row.completed, after: row.after_dependent, until: row.until_dependent ?? undefined };
     const batch = await resolveDependentsBatch(ctx, trx, cursor, { wait: true });
     if (batch.next === undefined) {

@@ -26,11 +26,24 @@ export async function withFreeTask<T>(
   });
 }
 
-/** Runs `work` over `items`, `concurrency` at a time. */
-export async function eachLimited<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+/**
+ * Runs `work` over `items`, `concurrency` at a time. An item that throws is logged and counted, and
+ * the others go on: one bad task must not hold up every other claim or deadline.
+ */
+export async function eachLimited<T>(ctx: Ctx, loop: string, items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<number> {
   let i = 0;
+  let failed = 0;
   const worker = async () => {
-    while (i < items.length) await work(items[i++]!);
+    while (i < items.length) {
+      const item = items[i++]!;
+      try {
+        await work(item);
+      } catch (err) {
+        failed += 1;
+        ctx.log.error({ err, loop, item }, 'background loop could not handle an item; it is retried later');
+      }
+    }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  return failed;
 }
