@@ -205,6 +205,9 @@ describe('claimWork', () => {
       await rejectsWith(wq.cancelTask(taskId), 403, 'InsufficientScopes');
       await rejectsWith(wq.claimWork(taskQueueId, worker('w3')), 403, 'InsufficientScopes');
       await rejectsWith(wq.status(otherId), 403, 'InsufficientScopes');
+      const artifact = { storageType: 'reference', expires: new Date(Date.now() + 3600_000).toISOString(), url: 'https://example.com/a', contentType: 'text/plain' };
+      assert.equal((await wq.createArtifact(taskId, 0, 'private/a.txt', artifact)).storageType, 'reference');
+      await rejectsWith(wq.createArtifact(otherId, 0, 'private/a.txt', artifact), 403, 'InsufficientScopes');
       // the reclaimed credentials work too, and resolve the run
       const wq2 = q.queue({ credentials: reclaimed.credentials });
       assert.equal((await wq2.reportCompleted(taskId, 0)).status.state, 'completed');
