@@ -7,12 +7,9 @@ import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import { defineLoop, type LoopResult } from '../loops/loop.js';
 import { resolveRun } from '../runs/resolve.js';
-import { eachLimited, withFreeTask } from './free-task.js';
+import { resolveDue } from './due.js';
 
 const batchSize = 100;
-const concurrency = 4;
-/** A due run whose task another transaction held is looked at again this soon. */
-const retryBusyMs = 50;
 
 export async function expireClaims(ctx: Ctx): Promise<LoopResult> {
   const now = ctx.clock.now();
@@ -21,29 +18,21 @@ export async function expireClaims(ctx: Ctx): Promise<LoopResult> {
     SELECT r.task_id, r.run_id FROM runs r JOIN tasks t ON t.task_id = r.task_id
     WHERE r.state = 'running' AND r.taken_until <= ${now} AND t.deadline > ${now}
     ORDER BY r.taken_until LIMIT ${batchSize}`.execute(ctx.db);
-  let handled = 0;
-  let busy = 0;
-  const failed = await eachLimited(ctx, 'claim-expiry', due.rows, concurrency, async ({ task_id, run_id }) => {
-    const changed = await withFreeTask(ctx, task_id, async (trx, t) => {
+  return resolveDue(ctx, {
+    loop: 'claim-expiry',
+    items: due.rows,
+    batchSize,
+    taskId: (r) => r.task_id,
+    async resolve(trx, t, { run_id }) {
       const run = t.runs[run_id];
-      const latest = run_id === t.runs.length - 1;
       const at = ctx.clock.now();
       // reclaimed, resolved or past its deadline since we looked: nothing to do
-      if (!run || !latest || run.state !== 'running' || !run.taken_until || new Date(run.taken_until) > at || new Date(t.task.deadline) <= at) {
-        return { result: false, messages: [] };
-      }
-      const outcome = await resolveRun(ctx, trx, t, run_id, { state: 'exception', reason: 'claim-expired', retry: 'retry' });
-      return { result: true, messages: outcome.messages };
-    });
-    if (changed === undefined) busy += 1;
-    else if (changed) handled += 1;
+      if (!run || run_id !== t.runs.length - 1 || run.state !== 'running' || !run.taken_until || new Date(run.taken_until) > at) return [];
+      if (new Date(t.task.deadline) <= at) return [];
+      return (await resolveRun(ctx, trx, t, run_id, { state: 'exception', reason: 'claim-expired', retry: 'retry' })).messages;
+    },
+    nextDueMs: () => msUntilNext(ctx),
   });
-  return {
-    handled,
-    full: due.rows.length === batchSize && failed === 0,
-    // after a failure, not sooner than the interval: the failed item is still due
-    nextDueMs: failed > 0 ? undefined : busy > 0 ? retryBusyMs : await msUntilNext(ctx),
-  };
 }
 
 /** Milliseconds until the next claim falls due, so the loop wakes for it rather than a poll later. */

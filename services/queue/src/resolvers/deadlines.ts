@@ -9,21 +9,21 @@ import { defineLoop, type LoopResult } from '../loops/loop.js';
 import type { OutboxMessage } from '../outbox/messages.js';
 import { resolveRun, resolveUnscheduled } from '../runs/resolve.js';
 import { taskState } from '../tasks/status.js';
-import { eachLimited, withFreeTask } from './free-task.js';
+import { resolveDue } from './due.js';
 
 const batchSize = 100;
-const concurrency = 4;
-const retryBusyMs = 50;
 
 export async function resolveDeadlines(ctx: Ctx): Promise<LoopResult> {
   const now = ctx.clock.now();
   const due = await sql<{ task_id: string }>`
     SELECT task_id FROM task_deadlines WHERE deadline <= ${now} ORDER BY deadline LIMIT ${batchSize}`.execute(ctx.db);
-  let handled = 0;
-  let busy = 0;
-  const failed = await eachLimited(ctx, 'deadlines', due.rows, concurrency, async ({ task_id }) => {
-    const changed = await withFreeTask(ctx, task_id, async (trx, t) => {
-      if (new Date(t.task.deadline) > ctx.clock.now()) return { result: false, messages: [] as OutboxMessage[] };
+  return resolveDue(ctx, {
+    loop: 'deadlines',
+    items: due.rows,
+    batchSize,
+    taskId: (r) => r.task_id,
+    async resolve(trx, t) {
+      if (new Date(t.task.deadline) > ctx.clock.now()) return [];
       const state = taskState(t.runs);
       let messages: OutboxMessage[] = [];
       if (state === 'unscheduled') {
@@ -31,18 +31,11 @@ export async function resolveDeadlines(ctx: Ctx): Promise<LoopResult> {
       } else if (state === 'pending' || state === 'running') {
         messages = (await resolveRun(ctx, trx, t, t.runs.length - 1, { state: 'exception', reason: 'deadline-exceeded' })).messages;
       }
-      await trx.deleteFrom('task_deadlines').where('task_id', '=', task_id).execute();
-      return { result: messages.length > 0, messages };
-    });
-    if (changed === undefined) busy += 1;
-    else if (changed) handled += 1;
+      await trx.deleteFrom('task_deadlines').where('task_id', '=', t.task.task_id).execute();
+      return messages;
+    },
+    nextDueMs: () => msUntilNext(ctx),
   });
-  return {
-    handled,
-    full: due.rows.length === batchSize && failed === 0,
-    // after a failure, not sooner than the interval: the failed item is still due
-    nextDueMs: failed > 0 ? undefined : busy > 0 ? retryBusyMs : await msUntilNext(ctx),
-  };
 }
 
 async function msUntilNext(ctx: Ctx): Promise<number | undefined> {
