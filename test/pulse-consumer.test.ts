@@ -10,16 +10,10 @@ import { consume, defaultExchangePrefix, Publisher, QueueEvents, topicMatches, t
 import { amqpUrl } from './harness/service.js';
 import { deleteExchanges } from './harness/amqp.js';
 import { TcpProxy } from './harness/proxy.js';
+import { waitFor } from './harness/wait.js';
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = <T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000) =>
+  waitFor(what, check, { timeoutMs });
 
 async function queueDepth(name: string): Promise<number> {
   const conn = await amqp.connect(amqpUrl);

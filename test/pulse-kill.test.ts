@@ -13,6 +13,7 @@ import { createTestDatabase, type TestDatabase } from './harness/db.js';
 import { allExchanges, deleteExchanges, listen, type Listener } from './harness/amqp.js';
 import { killChild, startChildService, type ChildService } from './harness/child-service.js';
 import { slugid, taskDef } from './harness/tasks.js';
+import { waitFor } from './harness/wait.js';
 
 const kills = 4;
 
@@ -25,13 +26,8 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000) =>
+  waitFor(what, check, { timeoutMs });
 
 /** Retries a call through the outages; a 4xx is an answer, not an outage. */
 async function persist<T>(stop: () => boolean, call: () => Promise<T>): Promise<T | undefined> {

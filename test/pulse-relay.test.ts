@@ -10,16 +10,10 @@ import { amqpUrl, startTestQueue, type TestQueue } from './harness/service.js';
 import { allExchanges, deleteExchanges, listen, type Listener } from './harness/amqp.js';
 import { TcpProxy } from './harness/proxy.js';
 import { slugid, taskDef, uniqueQueue } from './harness/tasks.js';
+import { waitFor } from './harness/wait.js';
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = <T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000) =>
+  waitFor(what, check, { timeoutMs });
 
 async function outboxIds(q: TestQueue): Promise<{ all: string[]; unpublished: number }> {
   const { rows } = await sql<{ id: string; published: Date | null }>`SELECT id, published FROM outbox ORDER BY id`.execute(q.service.ctx.db);

@@ -6,16 +6,10 @@ import pg from 'pg';
 import { followEventStream, type StreamEvent } from '@conveyor/pulse';
 import { startTestQueue, type TestQueue } from './harness/service.js';
 import { slugid, taskDef, uniqueQueue } from './harness/tasks.js';
+import { waitFor } from './harness/wait.js';
 
-async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = <T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000) =>
+  waitFor(what, check, { timeoutMs });
 
 function collect(rootUrl: string, opts: { exchanges?: string[]; routingKeyPatterns?: string[]; lastEventId?: string } = {}) {
   const events: StreamEvent[] = [];

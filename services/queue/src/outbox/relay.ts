@@ -14,6 +14,7 @@ import pg from 'pg';
 import type { Config } from '../config.js';
 import type { Service } from '../services.js';
 import { publishedTotal, publishFailuresTotal, relayActive } from './metrics.js';
+import { outboxTextColumns, type OutboxTextRow } from './rows.js';
 import { outboxChannel } from './write.js';
 
 /** Batches written to the broker before the oldest must be confirmed and marked. */
@@ -36,21 +37,13 @@ export interface RelayStatus {
   lastPublishedAt?: string;
 }
 
-const toMessage = (r: Row): OutgoingMessage => ({
+const toMessage = (r: OutboxTextRow): OutgoingMessage => ({
   exchange: r.exchange,
   routingKey: r.routing_key,
   content: r.body,
   messageId: r.id,
   cc: r.cc,
 });
-
-interface Row {
-  id: string;
-  exchange: string;
-  routing_key: string;
-  cc: string[];
-  body: string;
-}
 
 export class OutboxRelay implements Service {
   readonly name = 'outbox-relay';
@@ -189,11 +182,10 @@ export class OutboxRelay implements Service {
     }
   }
 
-  private async nextBatch(client: pg.Client, limit: number, exclude: string[]): Promise<Row[]> {
-    // body as text: the JSON goes to the broker without a parse/serialize round trip
-    const { rows } = await client.query<Row>(
-      `SELECT id, exchange, routing_key, cc, body::text AS body FROM outbox
-       WHERE published IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1`,
+  private async nextBatch(client: pg.Client, limit: number, exclude: string[]): Promise<OutboxTextRow[]> {
+    const { rows } = await client.query<OutboxTextRow>(
+      `SELECT ${outboxTextColumns} FROM outbox
+       WHERE published IS NULL AND id <> ALL($2::bigint[]) ORDER BY outbox.id LIMIT $1`,
       [limit, exclude],
     );
     return rows;

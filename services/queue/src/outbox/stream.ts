@@ -8,7 +8,8 @@ import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import { apiPrefix } from '../http/server.js';
 import { ApiError } from '../http/errors.js';
-import { OutboxTail, type OutboxEvent } from './tail.js';
+import { outboxTextColumns, toEvent, type OutboxEvent, type OutboxTextRow } from './rows.js';
+import { OutboxTail } from './tail.js';
 
 export const eventsPath = `${apiPrefix}/events`;
 /** A client this far behind is cut off; it resumes from the database with Last-Event-ID. */
@@ -63,24 +64,15 @@ export function formatEvent(e: OutboxEvent): string {
   return `id: ${e.id}\ndata: ${data}\n\n`;
 }
 
-interface Row {
-  id: string;
-  exchange: string;
-  routing_key: string;
-  cc: string[];
-  body: string;
-  created: Date;
-}
-
 /** Settled rows in (after, upTo], for a client that resumes behind the live tail. */
 async function history(ctx: Ctx, filter: EventFilter, after: bigint, upTo: bigint, limit: number): Promise<OutboxEvent[]> {
   const ex = filter.exchanges ? [...filter.exchanges] : null;
-  const { rows } = await sql<Row>`
-    SELECT id::text AS id, exchange, routing_key, cc, body::text AS body, created FROM outbox
+  const { rows } = await sql<OutboxTextRow>`
+    SELECT ${sql.raw(outboxTextColumns)} FROM outbox
     WHERE id > ${after.toString()} AND id <= ${upTo.toString()}
       AND (${ex}::text[] IS NULL OR exchange = ANY(${ex}::text[]))
     ORDER BY outbox.id LIMIT ${limit}`.execute(ctx.db);
-  return rows.map((r) => ({ id: BigInt(r.id), exchange: r.exchange, routingKey: r.routing_key, cc: r.cc, body: r.body, created: r.created }));
+  return rows.map(toEvent);
 }
 
 const tails = new WeakMap<Ctx, OutboxTail>();

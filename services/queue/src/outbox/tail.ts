@@ -13,28 +13,12 @@
 // reads once for all its subscribers.
 import type { FastifyBaseLogger } from 'fastify';
 import pg from 'pg';
+import { outboxTextColumns, toEvent, type OutboxEvent, type OutboxTextRow } from './rows.js';
 import { outboxChannel } from './write.js';
 
-export interface OutboxEvent {
-  id: bigint;
-  exchange: string;
-  routingKey: string;
-  cc: string[];
-  /** The body as JSON text. */
-  body: string;
-  created: Date;
-}
+export type { OutboxEvent } from './rows.js';
 
 type Listener = (events: OutboxEvent[]) => void;
-
-interface Row {
-  id: string;
-  exchange: string;
-  routing_key: string;
-  cc: string[];
-  body: string;
-  created: Date;
-}
 
 const batchSize = 1000;
 /** Re-read while a gap is open: a rolled-back transaction sends no NOTIFY. */
@@ -134,9 +118,8 @@ export class OutboxTail {
     const gap = this.gap;
     // checked before the read, so the read's snapshot sees whatever those transactions committed
     const resolved = gap !== undefined && !(await this.anyStillRunning(client, gap.running));
-    const { rows: found } = await client.query<Row>(
-      `SELECT id::text AS id, exchange, routing_key, cc, body::text AS body, created
-       FROM outbox WHERE id > $1 ORDER BY outbox.id LIMIT $2`,
+    const { rows: found } = await client.query<OutboxTextRow>(
+      `SELECT ${outboxTextColumns} FROM outbox WHERE id > $1 ORDER BY outbox.id LIMIT $2`,
       [this.cursor.toString(), batchSize],
     );
     const out: OutboxEvent[] = [];
@@ -151,7 +134,7 @@ export class OutboxTail {
         blocked = true;
         break;
       }
-      out.push({ id, exchange: r.exchange, routingKey: r.routing_key, cc: r.cc, body: r.body, created: r.created });
+      out.push(toEvent(r));
       this.cursor = id;
     }
     if (resolved) {
