@@ -47,7 +47,7 @@ function conflict(t: TaskWithRuns, runId: number, what: string): ApiError {
 async function report(req: ApiRequest<{ taskId: string; runId: string }>, res: Resolution) {
   const { ctx } = req;
   const runId = Number(req.params.runId);
-  await mustLoad(req, req.params.taskId);
+  // the scopes need only URL parameters (checked before the handler); withLockedTask 404s
   req.authorize();
   return withLockedTask(ctx, req.params.taskId, async (trx, t, emit) => {
     const run = runOf(t, runId);
@@ -134,7 +134,7 @@ export const runEndpoints = [
     handler: async (req) => {
       const { ctx } = req;
       const runId = Number(req.params.runId);
-      await mustLoad(req, req.params.taskId);
+      // the scopes need only URL parameters (checked before the handler); withLockedTask 404s
       req.authorize();
       return withLockedTask(ctx, req.params.taskId, async (trx, t) => {
         const run = runOf(t, runId);

@@ -25,18 +25,17 @@ export async function addPendingRun(ctx: Ctx, trx: Trx, t: TaskWithRuns, reasonC
     started: null,
     resolved: null,
   };
-  await trx.insertInto('runs').values(run).execute();
-  await trx
-    .insertInto('pending')
-    .values({
-      task_queue_id: t.task.task_queue_id,
-      priority: priorityNumber(t.task.priority),
-      task_id: run.task_id,
-      run_id: run.run_id,
-    })
-    .execute();
-  // Wakes claimWork long-polls waiting on this queue, at commit.
-  await sql`SELECT pg_notify(${pendingChannel}, ${t.task.task_queue_id})`.execute(trx);
+  // One statement, one round trip: the run, its claimable row, and the NOTIFY that wakes claimWork
+  // long-polls on this queue at commit. (The two inserts touch different tables, so the order
+  // PostgreSQL runs the CTEs in does not matter.)
+  await sql`
+    WITH r AS (
+      INSERT INTO runs (task_id, run_id, state, reason_created, scheduled)
+      VALUES (${run.task_id}, ${run.run_id}, ${run.state}, ${run.reason_created}, ${now})),
+    p AS (
+      INSERT INTO pending (task_queue_id, priority, task_id, run_id)
+      VALUES (${t.task.task_queue_id}, ${priorityNumber(t.task.priority)}, ${run.task_id}, ${run.run_id}))
+    SELECT pg_notify(${pendingChannel}, ${t.task.task_queue_id})`.execute(trx);
   t.runs.push(run);
   return run;
 }

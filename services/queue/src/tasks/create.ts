@@ -1,13 +1,13 @@
 // createTask: validate, authorize, check times, then one transaction that stores the task, joins
 // its group, records dependencies, schedules it when unblocked, and writes task-defined/pending.
 import { isDeepStrictEqual } from 'node:util';
+import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import { insertDependencies, lockDependencies } from '../deps/track.js';
 import type { ApiRequest } from '../http/endpoint.js';
 import { ApiError } from '../http/errors.js';
 import { taskMessage, type OutboxMessage } from '../outbox/messages.js';
 import { writeOutbox } from '../outbox/write.js';
-import { changeUnresolved } from '../runs/after-resolved.js';
 import { addPendingRun } from '../runs/schedule.js';
 import { prioritiesAtOrAbove } from './priority.js';
 import { toDefinition, toStatus, type TaskRow, type TaskStatus, type TaskWithRuns, loadTask } from './status.js';
@@ -123,13 +123,6 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
     const dep = { taskId, dependencies: row.dependencies, requires: row.requires, deadline, expires };
     const satisfied = await lockDependencies(trx, dep);
 
-    await trx
-      .insertInto('task_groups')
-      .values({ task_group_id: row.task_group_id, scheduler_id: row.scheduler_id, expires, sealed: null })
-      .onConflict((oc) => oc.doNothing())
-      .execute();
-    const group = await trx.selectFrom('task_groups').selectAll().where('task_group_id', '=', row.task_group_id).forUpdate().executeTakeFirstOrThrow();
-
     const inserted = await trx
       .insertInto('tasks')
       .values({
@@ -155,6 +148,20 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
       return toStatus(existing);
     }
 
+    // Joins the group (created on first use): counts the task as unresolved and extends the
+    // group's expiry, in one statement that also locks the group row. The checks come after it;
+    // a failing one throws, and the rollback takes the task and the count back out.
+    const group = await trx
+      .insertInto('task_groups')
+      .values({ task_group_id: row.task_group_id, scheduler_id: row.scheduler_id, expires, sealed: null, unresolved: 1 })
+      .onConflict((oc) =>
+        oc.column('task_group_id').doUpdateSet({
+          unresolved: sql`task_groups.unresolved + 1`,
+          expires: sql`greatest(task_groups.expires, excluded.expires)`,
+        }),
+      )
+      .returning(['scheduler_id', 'sealed'])
+      .executeTakeFirstOrThrow();
     if (group.scheduler_id !== row.scheduler_id) {
       throw new ApiError(
         'RequestConflict',
@@ -165,10 +172,6 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
     if (group.sealed) {
       throw new ApiError('RequestConflict', `taskGroupId ${row.task_group_id} is sealed; no tasks can be added to it`, { taskGroupId: row.task_group_id });
     }
-    if (new Date(group.expires) < expires) {
-      await trx.updateTable('task_groups').set({ expires }).where('task_group_id', '=', row.task_group_id).execute();
-    }
-    await changeUnresolved(trx, row.task_group_id, 1);
     await trx.insertInto('task_deadlines').values({ task_id: taskId, deadline }).execute();
 
     const t: TaskWithRuns = { task: row, runs: [] };

@@ -39,10 +39,7 @@ async function loadRuns(db: Db | Trx, taskIds: string[]): Promise<Map<string, Ru
 }
 
 export async function loadTask(db: Db | Trx, taskId: string): Promise<TaskWithRuns | undefined> {
-  const task = await db.selectFrom('tasks').selectAll().where('task_id', '=', taskId).executeTakeFirst();
-  if (!task) return undefined;
-  const runs = (await loadRuns(db, [taskId])).get(taskId) ?? [];
-  return { task, runs };
+  return (await loadTasks(db, [taskId]))[0];
 }
 
 /**
@@ -59,11 +56,25 @@ export async function lockTask(trx: Trx, taskId: string): Promise<TaskWithRuns |
   return { task, runs };
 }
 
+// Runs travel as json inside the task's row; json has no timestamps, so these come back as Dates.
+const runTimestamps = ['taken_until', 'scheduled', 'started', 'resolved'] as const;
+
+function runFromJson(r: Record<string, unknown>): RunRow {
+  const run = { ...r } as Record<string, unknown>;
+  for (const k of runTimestamps) if (typeof run[k] === 'string') run[k] = new Date(run[k] as string);
+  return run as unknown as RunRow;
+}
+
+/**
+ * Tasks and their runs in one statement (one round trip; the text does not depend on the number
+ * of ids, so it stays one prepared statement). Not for transitions: they lock first (lockTask).
+ */
 export async function loadTasks(db: Db | Trx, taskIds: string[]): Promise<TaskWithRuns[]> {
   if (taskIds.length === 0) return [];
-  const tasks = await db.selectFrom('tasks').selectAll().where('task_id', 'in', taskIds).execute();
-  const runs = await loadRuns(db, tasks.map((t) => t.task_id));
-  return tasks.map((task) => ({ task, runs: runs.get(task.task_id) ?? [] }));
+  const { rows } = await sql<TaskRow & { runs_json: Array<Record<string, unknown>> }>`
+    SELECT t.*, coalesce((SELECT json_agg(r ORDER BY r.run_id) FROM runs r WHERE r.task_id = t.task_id), '[]') AS runs_json
+    FROM tasks t WHERE t.task_id = ANY(${taskIds}::text[])`.execute(db);
+  return rows.map(({ runs_json, ...task }) => ({ task, runs: runs_json.map(runFromJson) }));
 }
 
 const iso = (d: Date | string | null | undefined): string | undefined =>
