@@ -10,6 +10,8 @@ interface Key<T> {
   parse: Parser<T>;
   /** Default when the variable is unset; a function sees the values parsed so far. */
   default?: T | ((c: Record<string, unknown>) => T);
+  /** The default as the docs show it, when the parsed value is not what a user would write. */
+  defaultDoc?: string;
 }
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> => (raw) => {
@@ -102,7 +104,10 @@ export const configKeys = {
     default: ['queue:get-artifact:public/*'],
   },
   dbPoolSize: { env: 'DB_POOL_SIZE', doc: 'PostgreSQL connections per process', parse: int(1, 500), default: 20 },
-  production: { env: 'NODE_ENV', doc: 'production forbids generated credentials', parse: (raw: string) => raw === 'production', default: false },
+  production: {
+    env: 'NODE_ENV', doc: 'production forbids generated credentials', parse: (raw: string) => raw === 'production', default: false,
+    defaultDoc: '(unset)',
+  },
   logLevel: {
     env: 'LOG_LEVEL', doc: 'pino log level',
     parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), default: 'info' as const,
