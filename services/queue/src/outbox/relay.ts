@@ -172,9 +172,15 @@ export class OutboxRelay implements Service {
           }
         }
         if (rows.length === batchSize && inflight.length < pipelineDepth) continue;
-        const oldest = inflight.shift();
-        if (oldest) await this.markWhenConfirmed(client, oldest);
-        else await this.waitForWork();
+        const oldest = inflight[0];
+        if (!oldest) {
+          await this.waitForWork();
+          continue;
+        }
+        // new rows committed while the oldest batch awaits its confirms go out first (latency)
+        if (inflight.length < pipelineDepth && (await this.waitForWork(oldest.confirmed))) continue;
+        inflight.shift();
+        await this.markWhenConfirmed(client, oldest);
       }
     } finally {
       // stopping: finish the batches in flight (their confirms and marks)
@@ -218,23 +224,28 @@ export class OutboxRelay implements Service {
     this.wakeUp?.();
   }
 
-  private async waitForWork(): Promise<void> {
-    if (this.notified) {
-      this.notified = false;
-      return;
+  /**
+   * Resolves on a NOTIFY (true), or false on the poll interval, on stopping, or when `also`
+   * settles first.
+   */
+  private async waitForWork(also?: Promise<unknown>): Promise<boolean> {
+    if (!this.notified && !this.stopped) {
+      await new Promise<void>((resolve) => {
+        const finish = () => {
+          clearTimeout(timer);
+          this.stopping.signal.removeEventListener('abort', finish);
+          resolve();
+        };
+        const timer = setTimeout(finish, this.deps.config.relayPollIntervalMs);
+        this.stopping.signal.addEventListener('abort', finish, { once: true });
+        this.wakeUp = finish;
+        also?.then(finish, finish);
+      });
+      this.wakeUp = undefined;
     }
-    await new Promise<void>((resolve) => {
-      const finish = () => {
-        clearTimeout(timer);
-        this.stopping.signal.removeEventListener('abort', finish);
-        resolve();
-      };
-      const timer = setTimeout(finish, this.deps.config.relayPollIntervalMs);
-      this.stopping.signal.addEventListener('abort', finish, { once: true });
-      this.wakeUp = finish;
-    });
-    this.wakeUp = undefined;
+    const notified = this.notified;
     this.notified = false;
+    return notified;
   }
 
   /** Finishes the batch in flight (its confirms and marks), then lets go of the lock and RabbitMQ. */
