@@ -155,26 +155,28 @@ describe('bad input', () => {
       const rand = prng(seed);
       const statuses = new Map<number, number>();
       const used: string[] = [];
-      for (let i = 0; i < 400; i++) {
+      let before = await tableCounts(q.service.ctx.db);
+      for (let i = 0; i < 300; i++) {
         const reuse = used.length > 0 && rand() < 0.1;
         const id = reuse ? used[Math.floor(rand() * used.length)]! : rand() < 0.05 ? randomString(rand) : slugid();
         const text = mutatedBody(rand);
-        const before = await tableCounts(q.service.ctx.db);
         const res = await send({
           method: 'PUT', path: `/api/queue/v1/task/${percentEncoded(id)}`, body: text,
           headers: { 'content-type': 'application/json' },
         });
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
         assert.ok(res.status < 500, `seed ${seed} #${i}: ${res.status} ${res.text.slice(0, 300)}\nbody: ${text.slice(0, 500)}`);
+        const now = await tableCounts(q.service.ctx.db);
         if (res.status === 200) used.push(id);
         else {
           assert.equal(typeof res.body?.code, 'string', `seed ${seed} #${i}: ${res.text.slice(0, 200)}`);
-          assert.deepEqual(await tableCounts(q.service.ctx.db), before, `seed ${seed} #${i}: a ${res.status} stored something\nbody: ${text.slice(0, 500)}`);
+          assert.deepEqual(now, before, `seed ${seed} #${i}: a ${res.status} stored something\nbody: ${text.slice(0, 500)}`);
         }
+        before = now;
       }
       // the generator must reach both sides of the validator
-      assert.ok((statuses.get(200) ?? 0) > 20, `seed ${seed}: ${JSON.stringify([...statuses])}`);
-      assert.ok((statuses.get(400) ?? 0) > 100, `seed ${seed}: ${JSON.stringify([...statuses])}`);
+      assert.ok((statuses.get(200) ?? 0) > 15, `seed ${seed}: ${JSON.stringify([...statuses])}`);
+      assert.ok((statuses.get(400) ?? 0) > 80, `seed ${seed}: ${JSON.stringify([...statuses])}`);
       assert.deepEqual(await invariantViolations(q.service.ctx.db), []);
     });
   });

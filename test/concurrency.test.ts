@@ -97,7 +97,7 @@ describe('concurrency', () => {
 
     it('never hand out the same run', async () => {
       const taskQueueId = uniqueQueue();
-      const taskIds = await createMany(100, { taskQueueId });
+      const taskIds = await createMany(80, { taskQueueId });
       const claims = await Promise.all(
         Array.from({ length: 12 }, (_, i) => drain(i % 2 ? otherQueue() : q.queue(), taskQueueId, `w${i}`, 1 + (i % 4))),
       );
@@ -120,7 +120,7 @@ describe('concurrency', () => {
 
   it('claimTask racing claimWork for the same runs never hands one out twice', async () => {
     const taskQueueId = uniqueQueue();
-    const taskIds = await createMany(40, { taskQueueId });
+    const taskIds = await createMany(30, { taskQueueId });
     const byClaimTask: string[] = [];
     const [byClaimWork] = await Promise.all([
       Promise.all([drain(q.queue(), taskQueueId, 'w0', 4), drain(q.queue(), taskQueueId, 'w0', 2)]).then((r) => r.flat()),
@@ -136,7 +136,7 @@ describe('concurrency', () => {
   it('cancel, claim, reclaim, report and rerun racing on the same tasks: no deadlock, no illegal state', async () => {
     const taskQueueId = uniqueQueue();
     const taskGroupId = slugid();
-    const taskIds = await createMany(40, { taskQueueId, taskGroupId, retries: 1 });
+    const taskIds = await createMany(30, { taskQueueId, taskGroupId, retries: 1 });
     const codes: number[] = [];
     const record = async (p: Promise<unknown>) => codes.push(await outcome(p));
     const reasons = ['completed', 'failed', 'worker-shutdown', 'intermittent-task', 'malformed-payload'];
@@ -157,7 +157,7 @@ describe('concurrency', () => {
     };
     const creator = async () => {
       // more tasks join the same group meanwhile: its row is the contended one
-      for (let i = 0; i < 10; i++) await record(q.queue().createTask(slugid(), taskDef({ taskQueueId, taskGroupId, retries: 1 })));
+      for (let i = 0; i < 6; i++) await record(q.queue().createTask(slugid(), taskDef({ taskQueueId, taskGroupId, retries: 1 })));
     };
     await Promise.all([
       ...Array.from({ length: 4 }, (_, w) => worker(w)),

@@ -10,11 +10,13 @@ export interface OutboxRow {
   body: any;
 }
 
+// Filtered in SQL: test files that create thousands of tasks call this once per task.
 export async function outboxRows(db: Db, filter: { taskId?: string; exchange?: string } = {}): Promise<OutboxRow[]> {
-  const rows = await sql<OutboxRow>`SELECT id, exchange, routing_key, cc, body FROM outbox ORDER BY id`.execute(db);
-  return rows.rows.filter(
-    (r) =>
-      (!filter.exchange || r.exchange.endsWith(`/${filter.exchange}`)) &&
-      (!filter.taskId || (r.routing_key.split('.').length === 10 && r.routing_key.split('.')[1] === filter.taskId)),
-  );
+  const exchange = filter.exchange === undefined ? sql`true` : sql`right(exchange, ${filter.exchange.length + 1}) = ${'/' + filter.exchange}`;
+  const task = filter.taskId === undefined
+    ? sql`true`
+    : sql`split_part(routing_key, '.', 2) = ${filter.taskId} AND cardinality(string_to_array(routing_key, '.')) = 10`;
+  const rows = await sql<OutboxRow>`
+    SELECT id, exchange, routing_key, cc, body FROM outbox WHERE ${exchange} AND ${task} ORDER BY id`.execute(db);
+  return rows.rows;
 }
