@@ -39,7 +39,7 @@ export async function claimPending(ctx: Ctx, who: Claimer, count: number): Promi
     // deadline resolver takes both away; claimers step over it.
     const claimed = await sql<{ task_id: string; run_id: number }>`
       WITH picked AS (
-        SELECT p.task_id, p.run_id FROM pending p JOIN tasks t ON t.task_id = p.task_id
+        SELECT p.task_id, p.run_id, p.priority, p.seq FROM pending p JOIN tasks t ON t.task_id = p.task_id
         WHERE p.task_queue_id = ${who.taskQueueId} AND t.deadline > ${now}
         ORDER BY p.priority DESC, p.seq
         LIMIT ${count}
@@ -48,13 +48,17 @@ export async function claimPending(ctx: Ctx, who: Claimer, count: number): Promi
         DELETE FROM pending d USING picked
         WHERE d.task_id = picked.task_id AND d.run_id = picked.run_id
         RETURNING d.task_id, d.run_id
+      ), moved AS (
+        UPDATE runs r
+        SET state = 'running', worker_group = ${who.workerGroup}, worker_id = ${who.workerId},
+            taken_until = ${takenUntil}, started = ${now}
+        FROM taken
+        WHERE r.task_id = taken.task_id AND r.run_id = taken.run_id AND r.state = 'pending'
+        RETURNING r.task_id, r.run_id
       )
-      UPDATE runs r
-      SET state = 'running', worker_group = ${who.workerGroup}, worker_id = ${who.workerId},
-          taken_until = ${takenUntil}, started = ${now}
-      FROM taken
-      WHERE r.task_id = taken.task_id AND r.run_id = taken.run_id AND r.state = 'pending'
-      RETURNING r.task_id, r.run_id`.execute(trx);
+      -- the worker gets its batch in claim order too: priority, then FIFO
+      SELECT moved.task_id, moved.run_id FROM moved JOIN picked USING (task_id, run_id)
+      ORDER BY picked.priority DESC, picked.seq`.execute(trx);
     if (claimed.rows.length === 0) return [];
     return finishClaims(ctx, trx, who, claimed.rows, takenUntil);
   });
