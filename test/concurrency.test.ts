@@ -118,6 +118,27 @@ describe('concurrency', () => {
     });
   });
 
+  it('concurrent createTask calls: identical ones all succeed with one task, different ones leave one winner', async () => {
+    const db = q.service.ctx.db;
+    const same = slugid();
+    const def = taskDef({ taskQueueId: uniqueQueue() });
+    const codes = await Promise.all(Array.from({ length: 8 }, () => outcome(q.queue().createTask(same, def))));
+    assert.deepEqual(codes, Array(8).fill(200));
+    const differing = slugid();
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => outcome(q.queue().createTask(differing, taskDef({ payload: { i } })))));
+    assert.equal(results.filter((c) => c === 200).length, 1, results.join(','));
+    assert.equal(results.filter((c) => c === 409).length, 7, results.join(','));
+    // a new group claimed by two schedulers at once: one of them gets it
+    const group = slugid();
+    const schedulers = await Promise.all(['sched-a', 'sched-b', 'sched-a', 'sched-b'].map((schedulerId) =>
+      outcome(q.queue().createTask(slugid(), taskDef({ taskGroupId: group, schedulerId })))));
+    const winner = (await db.selectFrom('task_groups').select('scheduler_id').where('task_group_id', '=', group).executeTakeFirstOrThrow()).scheduler_id;
+    assert.deepEqual(schedulers, ['sched-a', 'sched-b', 'sched-a', 'sched-b'].map((s) => (s === winner ? 200 : 409)));
+    assert.deepEqual(await invariantViolations(db, [same, differing]), []);
+    const runs = await db.selectFrom('runs').select('task_id').where('task_id', 'in', [same, differing]).execute();
+    assert.equal(runs.length, 2);
+  });
+
   it('claimTask racing claimWork for the same runs never hands one out twice', async () => {
     const taskQueueId = uniqueQueue();
     const taskIds = await createMany(30, { taskQueueId });
