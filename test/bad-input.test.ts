@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { endpoints } from '../services/queue/src/http/routes.js';
 import { routeParams } from '../services/queue/src/http/endpoint.js';
+import { schemas } from '@conveyor/schemas';
 import { startTestQueue, type TestQueue } from './harness/service.js';
 import { slugid, taskDef, uniqueQueue } from './harness/tasks.js';
 import { assertError, rawRequest, type RawRequest } from './harness/http.js';
@@ -179,6 +180,47 @@ describe('bad input', () => {
       assert.ok((statuses.get(400) ?? 0) > 80, `seed ${seed}: ${JSON.stringify([...statuses])}`);
       assert.deepEqual(await invariantViolations(q.service.ctx.db), []);
     });
+  });
+});
+
+
+describe('fuzzed bodies on every endpoint that takes one', () => {
+  let q: TestQueue;
+  before(async () => {
+    q = await startTestQueue({ claimWorkTimeoutSec: 1 });
+  });
+  after(async () => {
+    await q?.stop();
+  });
+
+  it('never get a 500', async () => {
+    const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
+    const rand = prng(seed);
+    const taskId = slugid();
+    const taskQueueId = uniqueQueue();
+    await q.queue().createTask(taskId, taskDef({ taskQueueId }));
+    await q.queue().claimWork(taskQueueId, { workerGroup: 'wg', workerId: 'w', tasks: 1 });
+    const fill: Record<string, string> = {
+      taskId, taskGroupId: taskId, runId: '0', taskQueueId: encodeURIComponent(taskQueueId), provisionerId: taskQueueId.split('/')[0]!,
+      workerType: taskQueueId.split('/')[1]!, workerGroup: 'wg', workerId: 'w', name: 'private%2Ffuzz.txt',
+    };
+    for (const e of endpoints.filter((x) => x.input && x.name !== 'createTask')) {
+      const properties = Object.keys((schemas[e.input!] as { properties?: object }).properties ?? {});
+      const path = '/api/queue/v1' + e.route.replace(/<([a-zA-Z]+)>/g, (_m, p: string) => fill[p] ?? 'x');
+      for (let i = 0; i < 25; i++) {
+        let body: unknown = randomValue(rand);
+        if (rand() < 0.7) {
+          const o: Record<string, unknown> = {};
+          for (const k of properties) if (rand() < 0.7) o[k] = randomValue(rand);
+          body = o;
+        }
+        const res = await rawRequest(q.rootUrl, {
+          method: e.method, path, credentials: q.credentials, body: JSON.stringify(body), headers: { 'content-type': 'application/json' },
+        });
+        assert.ok(res.status < 500, `seed ${seed} ${e.name}: ${res.status} ${res.text.slice(0, 300)}\nbody: ${JSON.stringify(body).slice(0, 300)}`);
+      }
+    }
+    assert.deepEqual(await invariantViolations(q.service.ctx.db), []);
   });
 });
 
