@@ -52,6 +52,17 @@ describe('getArtifact', () => {
     assert.equal(plain.status, 303);
   });
 
+  it('takes printable ASCII names, as the client encodes them', async () => {
+    const { taskId, runId, worker } = run;
+    // not `'`: taskcluster-client signs the path as url.parse escapes it (%27) but sends it raw,
+    // so a Hawk-signed request for such a name fails against Taskcluster as well
+    const name = 'public/odd name %2F?#&+=;~!*()[]{}|\\^`"<>,:@$.txt';
+    await worker.createArtifact(taskId, runId, name, { storageType: 'reference', expires: inOneHour(), url });
+    assert.deepEqual(await q.queue().getArtifact(taskId, runId, name), { storageType: 'reference', url });
+    assert.equal((await q.queue().artifactInfo(taskId, runId, name)).name, name);
+    assert.ok((await q.queue().listArtifacts(taskId, runId)).artifacts.some((a: any) => a.name === name));
+  });
+
   it('answers 424 with {reason, message} for an error artifact', async () => {
     const { taskId, runId } = run;
     await assert.rejects(q.queue().getArtifact(taskId, runId, 'public/err'), (err: any) => {
