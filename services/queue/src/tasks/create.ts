@@ -152,6 +152,8 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
     // group's expiry, in one statement that also locks the group row. The checks come after it;
     // a failing one throws, and the rollback takes the task and the count back out.
     const group = await trx
+      // the deadline resolver's row rides along: one round trip for both
+      .with('deadline_row', (db) => db.insertInto('task_deadlines').values({ task_id: taskId, deadline }))
       .insertInto('task_groups')
       .values({ task_group_id: row.task_group_id, scheduler_id: row.scheduler_id, expires, sealed: null, unresolved: 1 })
       .onConflict((oc) =>
@@ -172,7 +174,6 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
     if (group.sealed) {
       throw new ApiError('RequestConflict', `taskGroupId ${row.task_group_id} is sealed; no tasks can be added to it`, { taskGroupId: row.task_group_id });
     }
-    await trx.insertInto('task_deadlines').values({ task_id: taskId, deadline }).execute();
 
     const t: TaskWithRuns = { task: row, runs: [] };
     const messages: OutboxMessage[] = [taskMessage('taskDefined', t)];
