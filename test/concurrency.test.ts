@@ -97,7 +97,7 @@ describe('concurrency', () => {
 
     it('never hand out the same run', async () => {
       const taskQueueId = uniqueQueue();
-      const taskIds = await createMany(80, { taskQueueId });
+      const taskIds = await createMany(60, { taskQueueId });
       const claims = await Promise.all(
         Array.from({ length: 12 }, (_, i) => drain(i % 2 ? otherQueue() : q.queue(), taskQueueId, `w${i}`, 1 + (i % 4))),
       );
@@ -141,7 +141,7 @@ describe('concurrency', () => {
 
   it('claimTask racing claimWork for the same runs never hands one out twice', async () => {
     const taskQueueId = uniqueQueue();
-    const taskIds = await createMany(30, { taskQueueId });
+    const taskIds = await createMany(24, { taskQueueId });
     const byClaimTask: string[] = [];
     const [byClaimWork] = await Promise.all([
       Promise.all([drain(q.queue(), taskQueueId, 'w0', 4), drain(q.queue(), taskQueueId, 'w0', 2)]).then((r) => r.flat()),
