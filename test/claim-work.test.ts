@@ -215,6 +215,19 @@ describe('claimWork', () => {
     });
   });
 
+  it('hands out credentials that still work for a task with hundreds of scopes (a large Hawk header)', async () => {
+    const taskQueueId = uniqueQueue();
+    // as many as createTask accepts (its limit keeps them within the server's header limit)
+    const scope = (i: number) => `secrets:get:project/some-fairly-long-project-name/secret-${String(i).padStart(5, '0')}`;
+    const scopes = Array.from({ length: Math.floor((180 * 1024) / (scope(0).length + 3)) }, (_, i) => scope(i));
+    const [taskId] = await createPending(taskQueueId, 1, { scopes });
+    const { tasks } = await q.queue().claimWork(taskQueueId, worker());
+    assert.ok(tasks[0].credentials.certificate.length > 170_000);
+    const wq = q.queue({ credentials: tasks[0].credentials });
+    const reclaimed = await wq.reclaimTask(taskId, 0);
+    assert.equal((await q.queue({ credentials: reclaimed.credentials }).reportCompleted(taskId, 0)).status.state, 'completed');
+  });
+
   it('needs claim-work for the queue and worker-id for the worker', async () => {
     const taskQueueId = uniqueQueue();
     const scopes = [`queue:claim-work:${taskQueueId}`, 'queue:worker-id:wg/w1'];

@@ -162,6 +162,7 @@ describe('createTask', () => {
       ['a deadline before created', { created: minutes(10), deadline: minutes(5) }, 'InputError', /deadline/],
       ['expires before the deadline', { deadline: minutes(60), expires: minutes(30) }, 'InputError', /expires/],
       ['a scope ending in **', { scopes: ['queue:**'] }, 'InputError', /\*\*/],
+      ['more scopes than fit in its credentials', { scopes: Array.from({ length: 4000 }, (_, i) => `secrets:get:some/long/path/to/a/secret/number-${i}`) }, 'InputError', /scopes/],
       ['priority normal', { priority: 'normal' }, 'InputValidationError', /priority/],
       ['an unknown priority', { priority: 'urgent' }, 'InputValidationError'],
       ['provisionerId/workerType that do not match taskQueueId', { provisionerId: 'test-prov', workerType: 'other' }, 'InputError', /match/],

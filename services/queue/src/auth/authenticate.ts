@@ -55,6 +55,12 @@ interface ResolvedCredentials extends hawk.server.Credentials {
   scopes: string[];
 }
 
+// Hawk refuses Authorization headers over 4 KiB by default, but temporary credentials carry their
+// certificate, with every scope of the task, in the header's `ext`: a task with some 40 scopes
+// would hand its worker credentials that always fail. The HTTP server caps header size instead
+// (256 KiB, http/server.ts), and createTask keeps a task's scopes within it.
+hawk.utils.limits.maxMatchLength = 256 * 1024;
+
 function authFailed(message: string): ApiError {
   return new ApiError('AuthenticationFailed', message);
 }

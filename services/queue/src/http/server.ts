@@ -15,6 +15,12 @@ import { validate } from './validate.js';
 export const apiPrefix = '/api/queue/v1';
 const maxBodyBytes = 10 * 1024 * 1024;
 /**
+ * Request headers up to 256 KiB (Node's default is 16 KiB): a worker's temporary credentials carry
+ * the task's scopes in the Hawk header's `ext`, so a task with a few hundred scopes would otherwise
+ * get credentials its worker cannot use. createTask refuses tasks whose scopes could not fit.
+ */
+export const maxHeaderBytes = 256 * 1024;
+/**
  * Deeper JSON is refused at parse time: it would overflow the stack of whatever walks it next
  * (the error body's echo, JSON.stringify for jsonb, PostgreSQL's own parser). Real payloads stay
  * within a few dozen levels.
@@ -94,6 +100,7 @@ export async function buildServer({ ctx, authenticator, endpoints, plugins = [] 
     routerOptions: { maxParamLength: 2048, ignoreDuplicateSlashes: false },
     // clients behind a load balancer keep connections open; don't drop them while busy
     keepAliveTimeout: 65_000,
+    http: { maxHeaderSize: maxHeaderBytes },
   });
 
   // JSON bodies; an empty body is "no body" (reportCompleted and friends are POSTs without one).

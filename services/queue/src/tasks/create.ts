@@ -6,6 +6,7 @@ import type { Ctx } from '../context.js';
 import { insertDependencies, lockDependencies } from '../deps/track.js';
 import type { ApiRequest } from '../http/endpoint.js';
 import { ApiError } from '../http/errors.js';
+import { maxHeaderBytes } from '../http/server.js';
 import { taskMessage, type OutboxMessage } from '../outbox/messages.js';
 import { writeOutbox } from '../outbox/write.js';
 import { addPendingRun } from '../runs/schedule.js';
@@ -13,6 +14,8 @@ import { prioritiesAtOrAbove } from './priority.js';
 import { toDefinition, toStatus, type TaskRow, type TaskStatus, type TaskWithRuns, loadTask } from './status.js';
 
 const driftMs = 15 * 60 * 1000;
+/** 3/4 of the header limit, less room for the certificate's other fields and the other headers. */
+const maxTaskScopeBytes = Math.floor((maxHeaderBytes * 3) / 4) - 8 * 1024;
 
 export interface CreateTaskBody {
   taskQueueId?: string;
@@ -95,6 +98,12 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
   checkTimes(ctx, created, deadline, expires);
   const badScope = body.scopes.find((s) => s.endsWith('**'));
   if (badScope) throw new ApiError('InputError', `scope ${badScope} ends with '**', which is not allowed`);
+  // The claim credentials carry these scopes base64-encoded in a Hawk header; beyond this the
+  // worker's requests would exceed the header limit and the task could never be worked on.
+  const scopeBytes = Buffer.byteLength(JSON.stringify(body.scopes));
+  if (scopeBytes > maxTaskScopeBytes) {
+    throw new ApiError('InputError', `the task's scopes take ${scopeBytes} bytes; at most ${maxTaskScopeBytes} fit in its worker's credentials`);
+  }
 
   const row: TaskRow = {
     task_id: taskId,
