@@ -85,7 +85,7 @@ describe('claimWork', () => {
     assert.ok(took >= 950 && took < 3000, `took ${took} ms with claimWorkTimeoutSec 1`);
   });
 
-  it('hands a task to a waiting long-poll within milliseconds of it becoming pending', async () => {
+  it('hands a task to a waiting long-poll within milliseconds of it becoming pending', async (t) => {
     // a 20 s long-poll, whose fallback poll is 5 s: only the NOTIFY can answer within a second
     q.config.claimWorkTimeoutSec = 20;
     try {
@@ -111,6 +111,7 @@ describe('claimWork', () => {
       }
       afterCommit.sort((a, b) => a - b);
       whole.sort((a, b) => a - b);
+      t.diagnostic(`hand-off after createTask answered, ms: ${afterCommit.join(' ')}; createTask start to claim: ${whole.join(' ')}`);
       assert.ok(afterCommit[5]! < 100, `median hand-off after createTask answered: ${afterCommit[5]} ms (${afterCommit.join(', ')})`);
       assert.ok(whole[9]! < 2000, `slowest create-to-claim: ${whole[9]} ms (${whole.join(', ')})`);
     } finally {
