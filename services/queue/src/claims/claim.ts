@@ -41,6 +41,11 @@ export async function claimPending(ctx: Ctx, who: Claimer, count: number): Promi
       WITH picked AS (
         SELECT p.task_id, p.run_id, p.priority, p.seq FROM pending p JOIN tasks t ON t.task_id = p.task_id
         WHERE p.task_queue_id = ${who.taskQueueId} AND t.deadline > ${now}
+          -- a quarantined worker gets nothing
+          AND NOT EXISTS (
+            SELECT 1 FROM workers w
+            WHERE w.task_queue_id = ${who.taskQueueId} AND w.worker_group = ${who.workerGroup}
+              AND w.worker_id = ${who.workerId} AND w.quarantine_until > ${now})
         ORDER BY p.priority DESC, p.seq
         LIMIT ${count}
         FOR UPDATE OF p SKIP LOCKED

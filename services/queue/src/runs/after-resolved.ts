@@ -9,14 +9,13 @@ import type { TaskWithRuns } from '../tasks/status.js';
 
 export async function afterResolved(ctx: Ctx, trx: Trx, t: TaskWithRuns): Promise<OutboxMessage[]> {
   const messages: OutboxMessage[] = [];
-  if (!t.task.ever_resolved) {
-    t.task.ever_resolved = true;
-    await trx.updateTable('tasks').set({ ever_resolved: true }).where('task_id', '=', t.task.task_id).execute();
-  }
   // dependents (task rows) before the group row: the lock order of runs/README.md, and the hot
   // group row of a big group stays locked for the least time
   messages.push(...(await resolveDependents(ctx, trx, t)));
-  messages.push(...(await changeUnresolved(trx, t.task.task_group_id, -1)));
+  // the first resolution marks the task (its row is ours already) in the group's statement
+  const firstResolution = !t.task.ever_resolved;
+  t.task.ever_resolved = true;
+  messages.push(...(await changeUnresolved(trx, t.task.task_group_id, -1, firstResolution ? t.task.task_id : undefined)));
   return messages;
 }
 
@@ -25,8 +24,11 @@ export async function afterResolved(ctx: Ctx, trx: Trx, t: TaskWithRuns): Promis
  * task-group-resolved — exactly once per such transition, and never while a retry run is pending
  * (a retried task never left the unresolved set).
  */
-export async function changeUnresolved(trx: Trx, taskGroupId: string, delta: 1 | -1): Promise<OutboxMessage[]> {
-  const group = await trx
+export async function changeUnresolved(trx: Trx, taskGroupId: string, delta: 1 | -1, markEverResolved?: string): Promise<OutboxMessage[]> {
+  const db = markEverResolved === undefined
+    ? trx
+    : trx.with('marked', (d) => d.updateTable('tasks').set({ ever_resolved: true }).where('task_id', '=', markEverResolved));
+  const group = await db
     .updateTable('task_groups')
     .set({ unresolved: sql`unresolved + ${delta}` })
     .where('task_group_id', '=', taskGroupId)
