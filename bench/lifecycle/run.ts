@@ -5,6 +5,7 @@ import { fork } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { createTestDatabase } from '../../test/harness/db.js';
 import { machineBusySec, memoryMb, postgresCpuSec, processCpuSec } from './procstat.js';
 import { startService, type RunningService } from './service.js';
@@ -101,7 +102,7 @@ function printPhase(title: string, p: Phase): void {
   lines.push(
     `  CPU (cores)        service ${pct(c.service)} · PostgreSQL ${pct(c.postgres)} · generator ${pct(c.generator)} · other processes ${pct(c.other)}`,
   );
-  if (r.lifecycles > 0) {
+  if (r.kind !== 'handoff' && r.lifecycles > 0) {
     const per = (x: number) => `${((x * r.seconds * 1000) / r.lifecycles).toFixed(2)} ms`;
     lines.push(`  CPU per lifecycle  service ${per(c.service)} · PostgreSQL ${per(c.postgres)} · generator ${per(c.generator)}`);
   }
@@ -153,6 +154,7 @@ async function main(): Promise<void> {
       printPhase(`claimWork hand-off: ${opt.waiters} long-polls waiting, ${opt['handoff-samples']} tasks created one at a time`, p);
       results.handoff = p;
     }
+    if (opt.amqp) await relayBacklog(database.url);
   } finally {
     const mem = memoryMb(svc.pid);
     await svc.stop();
@@ -160,6 +162,31 @@ async function main(): Promise<void> {
     process.stdout.write(`\nservice memory      peak RSS ${mem.peakMb.toFixed(0)} MB (VmHWM), RSS at end ${mem.rssMb.toFixed(0)} MB\n`);
     summary(results, mem.peakMb);
     if (opt.profile) process.stdout.write(`CPU profile of the service written to ${profileDir}\n`);
+  }
+}
+
+/** With AMQP on: whether the relay kept up — how long the unpublished backlog takes to drain. */
+async function relayBacklog(databaseUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const count = async () =>
+      (await client.query<{ total: number; unpublished: number }>(
+        'SELECT count(*)::int AS total, (count(*) FILTER (WHERE published IS NULL))::int AS unpublished FROM outbox',
+      )).rows[0]!;
+    const t0 = Date.now();
+    let c = await count();
+    const backlog = c.unpublished;
+    while (c.unpublished > 0 && Date.now() - t0 < 30_000) {
+      await new Promise((r) => setTimeout(r, 100));
+      c = await count();
+    }
+    process.stdout.write(
+      `\nrelay              ${c.total} events; ${backlog} unpublished when the load stopped, ` +
+        (c.unpublished === 0 ? `all published ${((Date.now() - t0) / 1000).toFixed(1)} s later\n` : `${c.unpublished} still unpublished after 30 s\n`),
+    );
+  } finally {
+    await client.end();
   }
 }
 
