@@ -16,6 +16,10 @@ import { slugid, taskDef } from './harness/tasks.js';
 import { waitFor } from './harness/wait.js';
 
 const kills = 4;
+/** Past this, stop killing (after at least 2 kills): restarts are slow on a loaded machine. */
+const killBudgetMs = 25_000;
+/** Resolutions the clients must see after each restart before the next kill: work is in flight. */
+const progressPerRound = 8;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -74,6 +78,7 @@ describe('events under kill -9', () => {
     const queue = new taskcluster.Queue({ rootUrl, credentials: { clientId: 'root', accessToken }, retries: 0, timeout: 5000 });
     const taskQueueId = `kill-prov/wt-${randomBytes(3).toString('hex')}`;
     let stopLoad = false;
+    let resolvedByClients = 0;
     const stopped = () => stopLoad;
     const producer = async () => {
       while (!stopLoad) {
@@ -87,18 +92,27 @@ describe('events under kill -9', () => {
         for (const t of claim?.tasks ?? []) {
           const w = new taskcluster.Queue({ rootUrl, credentials: t.credentials, retries: 0, timeout: 5000 });
           const report = n % 3 === 0 ? () => w.reportFailed(t.status.taskId, t.runId) : () => w.reportCompleted(t.status.taskId, t.runId);
-          await persist(stopped, report);
+          if (await persist(stopped, report)) resolvedByClients++;
         }
       }
     };
     const load = Promise.all([producer(), producer(), producer(), worker(1), worker(2), worker(3)]);
 
-    for (let k = 0; k < kills; k++) {
-      await new Promise((r) => setTimeout(r, 400 + Math.random() * 800));
+    const progress = async () => {
+      const base = resolvedByClients;
+      await until('load to make progress', () => resolvedByClients >= base + progressPerRound, 20_000);
+    };
+    const started = Date.now();
+    let killed = 0;
+    while (killed < kills && (killed < 2 || Date.now() - started < killBudgetMs)) {
+      // kill while work is flowing, at a random point of it
+      await progress();
+      await new Promise((r) => setTimeout(r, Math.random() * 300));
       await killChild(svc);
+      killed++;
       svc = await startChildService(env, rootUrl);
     }
-    await new Promise((r) => setTimeout(r, 1000));
+    await progress();
     stopLoad = true;
     await load;
 
@@ -148,7 +162,7 @@ describe('events under kill -9', () => {
       const outOfOrder = [...firstByTask.values()].filter((ids) => ids.some((id, i) => i > 0 && id < ids[i - 1]!)).length;
       const resolved = runs.filter((r) => resolutionExchange[r.state]).length;
       process.stdout.write(
-        `kill -9 x${kills}: tasks=${tasks.length} runs=${runs.length} resolved=${resolved} expected=${expected.length} ` +
+        `kill -9 x${killed}: tasks=${tasks.length} runs=${runs.length} resolved=${resolved} expected=${expected.length} ` +
           `ok=${expected.length - lost.length} lost=${lost.length} duplicated=${duplicated} outOfOrderTasks=${outOfOrder} ` +
           `outboxRows=${outbox.length} received=${listener.messages.length}\n`,
       );
