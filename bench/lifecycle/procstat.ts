@@ -20,12 +20,12 @@ export function processCpuSec(pid: number): number {
 }
 
 /**
- * CPU of the PostgreSQL backends serving `database` (their titles name it, e.g. "postgres: 15/main:
- * postgres <database> 127.0.0.1(5432) idle"). Other users of the same server are left out; the
- * backends must live through the window (a pool's connections do).
+ * CPU seconds of each PostgreSQL backend serving `database` (their titles name it, e.g.
+ * "postgres: 15/main: postgres <database> 127.0.0.1(5432) idle"), by pid. Other users of the
+ * same server are left out.
  */
-export function postgresCpuSec(database: string): number {
-  let ticks = 0;
+export function postgresCpuByPid(database: string): Map<number, number> {
+  const byPid = new Map<number, number>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const f = statFields(name);
@@ -36,9 +36,23 @@ export function postgresCpuSec(database: string): number {
     } catch {
       continue;
     }
-    if (title.includes(` ${database} `)) ticks += Number(f[12]) + Number(f[13]);
+    if (title.includes(` ${database} `)) byPid.set(Number(name), (Number(f[12]) + Number(f[13])) / ticksPerSec);
   }
-  return ticks / ticksPerSec;
+  return byPid;
+}
+
+/** Total CPU seconds of the backends serving `database` (a backend that exits takes its share along). */
+export function postgresCpuSec(database: string): number {
+  let sum = 0;
+  for (const sec of postgresCpuByPid(database).values()) sum += sec;
+  return sum;
+}
+
+/** CPU used between two postgresCpuByPid samples; a backend that exited in between is not counted. */
+export function postgresCpuDelta(before: Map<number, number>, after: Map<number, number>): number {
+  let sum = 0;
+  for (const [pid, sec] of after) sum += sec - (before.get(pid) ?? 0);
+  return sum;
 }
 
 /** Busy (non-idle) CPU seconds of the whole machine, all cores together. */

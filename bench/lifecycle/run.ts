@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createTestDatabase } from '../../test/harness/db.js';
-import { machineBusySec, memoryMb, postgresCpuSec, processCpuSec } from './procstat.js';
+import { machineBusySec, memoryMb, postgresCpuByPid, postgresCpuDelta, processCpuSec } from './procstat.js';
 import { startService, type RunningService } from './service.js';
 import { latencyLine, ms } from './stats.js';
 import type { Job, JobResult } from './workload.js';
@@ -51,12 +51,12 @@ if (opt.help) {
 
 interface Window {
   serviceCpu: number;
-  pgCpu: number;
+  pgCpu: Map<number, number>;
   busy: number;
 }
 
 function sampleWindow(pid: number, database: string): Window {
-  return { serviceCpu: processCpuSec(pid), pgCpu: postgresCpuSec(database), busy: machineBusySec() };
+  return { serviceCpu: processCpuSec(pid), pgCpu: postgresCpuByPid(database), busy: machineBusySec() };
 }
 
 interface Phase {
@@ -80,7 +80,7 @@ async function runPhase(svc: RunningService, database: string, job: Job): Promis
   });
   const s = result.seconds;
   const service = (w1!.serviceCpu - w0!.serviceCpu) / s;
-  const postgres = (w1!.pgCpu - w0!.pgCpu) / s;
+  const postgres = postgresCpuDelta(w0!.pgCpu, w1!.pgCpu) / s;
   const generator = result.cpuSec / s;
   const other = Math.max(0, (w1!.busy - w0!.busy) / s - service - postgres - generator);
   return { result, cpu: { service, postgres, generator, other } };
