@@ -63,14 +63,13 @@ describe('npm start: the local stack', () => {
     assert.match(banner, new RegExp(`scheduler: +http://localhost:${env.SCHEDULER_PORT}/api/scheduler/v1/`));
 
     const cli = run(['pipeline', 'submit', 'examples/pipeline.yaml', '--wait'], env);
-    const [code] = await once(cli.child, 'exit');
+    const failing = run(['pipeline', 'submit', 'examples/failing-pipeline.yaml', '--wait'], env);
+    const [[code], [failCode]] = await Promise.all([once(cli.child, 'exit'), once(failing.child, 'exit')]);
     const out = cli.output();
     assert.equal(code, 0, out);
     assert.match(out, /pipeline \S+ \(hello-pipeline\): completed/);
     assert.match(out, /stage package: completed/);
 
-    const failing = run(['pipeline', 'submit', 'examples/failing-pipeline.yaml', '--wait'], env);
-    const [failCode] = await once(failing.child, 'exit');
     assert.equal(failCode, 1, failing.output());
     assert.match(failing.output(), /failed — stage test: task unit \(\S+\) failed/);
 
