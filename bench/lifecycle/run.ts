@@ -1,18 +1,17 @@
 // bench/lifecycle: create → claimWork → reportCompleted over HTTP, Hawk-signed, against the queue
 // service running as its own process on its own database, driven by a separate load-generator
 // process. `npm run bench -- --help` lists the options.
-import { fork } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createTestDatabase } from '../../test/harness/db.js';
-import { machineBusySec, memoryMb, postgresCpuByPid, postgresCpuDelta, processCpuSec } from './procstat.js';
+import { runBaseline } from './baseline.js';
+import { pct, printPhase, runPhase, type Phase } from './phase.js';
+import { memoryMb } from './procstat.js';
 import { startService, type RunningService } from './service.js';
-import { latencyLine, ms } from './stats.js';
-import type { Job, JobResult } from './workload.js';
-
-const generatorTs = fileURLToPath(new URL('./generator.ts', import.meta.url));
+import { ms } from './stats.js';
+import type { Job } from './workload.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -29,6 +28,8 @@ const { values: opt } = parseArgs({
     'shared-group': { type: 'boolean', default: false },
     pool: { type: 'string' },
     profile: { type: 'boolean', default: false },
+    baseline: { type: 'string' },
+    rounds: { type: 'string', default: '2' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -45,68 +46,10 @@ if (opt.help) {
   --shared-group            put every task in one task group (a contended group row)
   --pool N                  DB_POOL_SIZE of the service
   --profile                 run the service with --cpu-prof (profiles in bench/lifecycle/profiles/)
+  --baseline DIR            also run the lean job against the service of another checkout, alternating
+                            --rounds N (2) times, and print the ratio (see baseline.ts)
 `);
   process.exit(0);
-}
-
-interface Window {
-  serviceCpu: number;
-  pgCpu: Map<number, number>;
-  busy: number;
-}
-
-function sampleWindow(pid: number, database: string): Window {
-  return { serviceCpu: processCpuSec(pid), pgCpu: postgresCpuByPid(database), busy: machineBusySec() };
-}
-
-interface Phase {
-  result: JobResult;
-  cpu: { service: number; postgres: number; generator: number; other: number };
-}
-
-async function runPhase(svc: RunningService, database: string, job: Job): Promise<Phase> {
-  const child = fork(generatorTs, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  let w0: Window | undefined;
-  let w1: Window | undefined;
-  const result = await new Promise<JobResult>((resolve, reject) => {
-    child.on('message', (m: { window?: 'start' | 'end'; result?: JobResult; error?: string }) => {
-      if (m.window === 'start') w0 = sampleWindow(svc.pid, database);
-      else if (m.window === 'end') w1 = sampleWindow(svc.pid, database);
-      else if (m.result) resolve(m.result);
-      else if (m.error) reject(new Error(`load generator failed: ${m.error}`));
-    });
-    child.once('exit', (code) => reject(new Error(`load generator exited with ${code} before reporting`)));
-    child.send(job);
-  });
-  const s = result.seconds;
-  const service = (w1!.serviceCpu - w0!.serviceCpu) / s;
-  const postgres = postgresCpuDelta(w0!.pgCpu, w1!.pgCpu) / s;
-  const generator = result.cpuSec / s;
-  const other = Math.max(0, (w1!.busy - w0!.busy) / s - service - postgres - generator);
-  return { result, cpu: { service, postgres, generator, other } };
-}
-
-const pct = (x: number) => `${Math.round(x * 100)}%`;
-
-function printPhase(title: string, p: Phase): void {
-  const r = p.result;
-  const lines = [`\n${title}`];
-  if (r.kind !== 'handoff') {
-    lines.push(`  lifecycles/s       ${(r.lifecycles / r.seconds).toFixed(0)}   (${r.lifecycles} in ${r.seconds.toFixed(1)} s, ${r.errors} errors)`);
-    for (const [name, s] of Object.entries(r.calls)) lines.push(`  ${latencyLine(name, s)}`);
-  } else {
-    lines.push(`  ${latencyLine('hand-off', r.handoff!)}   (${r.errors} errors)`);
-  }
-  if (r.firstError) lines.push(`  first error: ${r.firstError}`);
-  const c = p.cpu;
-  lines.push(
-    `  CPU (cores)        service ${pct(c.service)} · PostgreSQL ${pct(c.postgres)} · generator ${pct(c.generator)} · other processes ${pct(c.other)}`,
-  );
-  if (r.kind !== 'handoff' && r.lifecycles > 0) {
-    const per = (x: number) => `${((x * r.seconds * 1000) / r.lifecycles).toFixed(2)} ms`;
-    lines.push(`  CPU per lifecycle  service ${per(c.service)} · PostgreSQL ${per(c.postgres)} · generator ${per(c.generator)}`);
-  }
-  process.stdout.write(lines.join('\n') + '\n');
 }
 
 async function main(): Promise<void> {
@@ -125,9 +68,10 @@ async function main(): Promise<void> {
     `Conveyor lifecycle bench: service pid ${svc.pid} at ${svc.rootUrl}, database ${database.name}, ` +
       `AMQP ${opt.amqp ? 'on' : 'off'}, ${opt['shared-group'] ? 'one shared task group' : 'a task group per task'}\n`,
   );
+  const env: Record<string, string> = opt.pool ? { DB_POOL_SIZE: opt.pool } : {};
+  const forService = (s: RunningService) => ({ rootUrl: s.rootUrl, credentials: s.credentials });
   const base = {
-    rootUrl: svc.rootUrl,
-    credentials: svc.credentials,
+    ...forService(svc),
     warmupSec: Number(opt.warmup),
     samples: Number(opt['handoff-samples']),
     waiters: Number(opt.waiters),
@@ -155,6 +99,16 @@ async function main(): Promise<void> {
       results.handoff = p;
     }
     if (opt.amqp) await relayBacklog(database.url);
+    if (opt.baseline) {
+      const lean = { ...base, kind: 'lean' as const, connections, durationSec: Number(opt.duration) };
+      await runBaseline({
+        dir: opt.baseline,
+        current: { svc, database: database.name },
+        job: (s) => ({ ...lean, ...forService(s), taskQueueId: queue('lean') }),
+        rounds: Number(opt.rounds),
+        env,
+      });
+    }
   } finally {
     const mem = memoryMb(svc.pid);
     await svc.stop();

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
-const mainTs = fileURLToPath(new URL('../../services/queue/src/main.ts', import.meta.url));
+const thisMainTs = fileURLToPath(new URL('../../services/queue/src/main.ts', import.meta.url));
 
 export interface ServiceOptions {
   databaseUrl: string;
@@ -13,6 +13,8 @@ export interface ServiceOptions {
   env?: Record<string, string>;
   /** extra node flags, e.g. --cpu-prof */
   nodeArgs?: string[];
+  /** main.ts of another checkout (--baseline); default this one */
+  mainTs?: string;
 }
 
 export interface RunningService {
@@ -64,7 +66,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     ...(opts.amqpUrl ? { AMQP_URL: opts.amqpUrl } : {}),
     ...opts.env,
   };
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', mainTs, 'start'], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', opts.mainTs ?? thisMainTs, 'start'], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
