@@ -17,7 +17,7 @@ import { waitFor } from './harness/wait.js';
 
 const kills = 4;
 /** Past this, stop killing (after at least 2 kills): restarts are slow on a loaded machine. */
-const killBudgetMs = 25_000;
+const killBudgetMs = 18_000;
 /** Resolutions the clients must see after each restart before the next kill: work is in flight. */
 const progressPerRound = 8;
 

@@ -146,7 +146,17 @@ async function serve(ctx: Ctx, req: FastifyRequest, reply: FastifyReply): Promis
         after = page[page.length - 1]!.id;
         send(page);
         sentUpTo = after;
-        if (res.writableNeedDrain) await new Promise((r) => res.once('drain', r));
+        if (res.writableNeedDrain && !closed) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              res.off('drain', done);
+              res.off('close', done);
+              resolve();
+            };
+            res.on('drain', done);
+            res.on('close', done);
+          });
+        }
       }
     }
     if (sentUpTo < sub.cursor) sentUpTo = sub.cursor;
