@@ -80,7 +80,8 @@ describe('task queues, provisioners and worker types', () => {
   });
 
   it('getTaskQueue takes the id encoded (as the client sends it) or with a literal slash', async () => {
-    const taskQueueId = `anon/${rand()}`;
+    // a workerType must start with a letter
+    const taskQueueId = `anon/w${rand()}`;
     await declareQueue(taskQueueId);
     const base = `${q.rootUrl}/api/queue/v1/task-queues`;
     for (const path of [encodeURIComponent(taskQueueId), taskQueueId]) {
