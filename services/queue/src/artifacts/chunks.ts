@@ -26,10 +26,11 @@ export async function insertChunk(db: Db | Trx, uploadId: string, seq: number, d
 
 /**
  * Streams `source` into chunks of `chunkBytes`. One insert is in flight while the next chunk fills
- * (two buffers, used in turn), so reading the network and writing PostgreSQL overlap. The last
- * chunk is returned rather than stored, and `beforeFirstInsert` runs only when there is more than
- * one chunk: an upload of one chunk (most artifacts) is then written by a single transaction,
- * with one commit instead of three. Throws TooLarge as soon as more than `maxBytes` arrived.
+ * (two buffers, used in turn), so reading the network and writing PostgreSQL overlap; two or three
+ * inserts in flight measured no faster (126–159 MB/s against 137–143 MB/s, 100 MiB uploads). The
+ * last chunk is returned rather than stored, and `beforeFirstInsert` runs only when there is more
+ * than one chunk: an upload of one chunk (most artifacts) is then written by a single
+ * transaction, with one commit instead of three. Throws TooLarge once more than `maxBytes` arrived.
  */
 export async function writeChunks(
   db: Db,
