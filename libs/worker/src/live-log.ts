@@ -2,9 +2,10 @@
 // no append operation, so the whole log is re-uploaded under the same name (to the same putUrl
 // while it is valid) at most every `intervalMs` while it grows, and once more at close(). A reader
 // sees the log as of the last upload: up to `intervalMs` behind while running, complete after
-// close(). The log is kept in memory up to `spillBytes`, then in a temporary file.
+// close(). The log is kept in memory up to `spillBytes`, then in a temporary file — or, with
+// `file`, it is a file that others append to as well (a child process writing its output there).
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { UploadBody } from './artifacts.js';
@@ -17,6 +18,11 @@ export interface LiveLogOptions {
   contentType?: string;
   /** Beyond this many bytes the log moves from memory to a temporary file (default 1 MiB). */
   spillBytes?: number;
+  /**
+   * The log is this file, which others may append to too (opened with O_APPEND, as 'a' does);
+   * write() appends to it, uploads send what it holds, close() deletes it.
+   */
+  file?: string;
 }
 
 export type Upload = (name: string, body: UploadBody, contentType: string) => Promise<void>;
@@ -26,6 +32,7 @@ export class LiveLog {
   private readonly intervalMs: number;
   private readonly contentType: string;
   private readonly spillBytes: number;
+  private readonly shared: string | undefined;
   private memory: Buffer[] = [];
   private dir: string | undefined;
   private file: WriteStream | undefined;
@@ -43,6 +50,7 @@ export class LiveLog {
     this.intervalMs = opts.intervalMs ?? 1000;
     this.contentType = opts.contentType ?? 'text/plain; charset=utf-8';
     this.spillBytes = opts.spillBytes ?? 1024 * 1024;
+    this.shared = opts.file;
     this.timer = setTimeout(() => this.tick(), this.intervalMs);
   }
 
@@ -58,7 +66,9 @@ export class LiveLog {
     const bytes = Buffer.from(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
     if (bytes.byteLength === 0) return Promise.resolve();
     return this.then(async () => {
-      if (!this.file && this.written + bytes.byteLength <= this.spillBytes) {
+      if (this.shared) {
+        await appendFile(this.shared, bytes);
+      } else if (!this.file && this.written + bytes.byteLength <= this.spillBytes) {
         this.memory.push(bytes);
       } else {
         if (!this.file) await this.spill();
@@ -75,7 +85,7 @@ export class LiveLog {
     this.memory = [];
   }
 
-  /** Bytes written so far. */
+  /** Bytes written so far through write() (not counting what others appended to a shared file). */
   get size(): number {
     return this.written;
   }
@@ -91,9 +101,11 @@ export class LiveLog {
   /** Uploads what was written so far, unless that was uploaded already. */
   flush(): Promise<void> {
     return this.then(async () => {
-      const size = this.written;
+      const size = this.shared ? await stat(this.shared).then((s) => s.size, () => 0) : this.written;
       if (size === this.uploaded) return;
-      const body: UploadBody = this.file ? { file: join(this.dir!, 'live.log'), size } : Buffer.concat(this.memory);
+      const body: UploadBody = this.shared
+        ? size === 0 ? '' : { file: this.shared, size }
+        : this.file ? { file: join(this.dir!, 'live.log'), size } : Buffer.concat(this.memory);
       try {
         await this.upload(this.name, body, this.contentType);
         this.uploaded = size;
@@ -118,6 +130,7 @@ export class LiveLog {
     } finally {
       this.memory = [];
       if (this.dir) await rm(this.dir, { recursive: true, force: true });
+      if (this.shared) await rm(this.shared, { force: true });
     }
   }
 }

@@ -2,13 +2,14 @@
 // its output in public/logs/live.log, upload the listed files, and map the outcome to a result:
 // exit 0 → completed; non-zero, killed, not startable, over maxRunTime → failed (the reason is the
 // log's last line); a payload that does not match the schema → exception/malformed-payload.
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { LiveLog, TaskContext, TaskHandler, TaskResult } from '@conveyor/worker';
 import type { WorkerConfig } from './config.js';
 import { contentTypeOf } from './content-type.js';
 import { checkPayload, type GenericPayload } from './payload.js';
 import { runCommand, type CommandResult } from './run-command.js';
+import type { Spawner } from './spawner.js';
 
 const say = (line: string) => `[conveyor-worker ${new Date().toISOString()}] ${line}\n`;
 
@@ -55,27 +56,36 @@ async function uploadFiles(task: TaskContext, dir: string, payload: GenericPaylo
   return allThere;
 }
 
-export function genericHandler(config: WorkerConfig): TaskHandler {
+export function genericHandler(config: WorkerConfig, spawner: Spawner): TaskHandler {
   return async (task) => {
-    const log = task.liveLog({ intervalMs: config.liveLogIntervalMs });
     const checked = checkPayload(task.task.payload);
     if (!checked.ok) {
+      const log = task.liveLog({ intervalMs: config.liveLogIntervalMs });
       await log.write(say(`malformed payload; see the generic worker's payload schema:\n  ${checked.problems.join('\n  ')}`));
       return { status: 'exception', reason: 'malformed-payload' };
     }
     const payload = checked.payload;
     const maxRunTime = payload.maxRunTime ?? config.defaultMaxRunTimeSec;
     const dir = await mkdtemp(join(config.workDir, 'conveyor-task-'));
+    // the command writes its output straight into the log file, beside (not inside) its directory
+    const log = task.liveLog({ intervalMs: config.liveLogIntervalMs, file: `${dir}.log` });
     try {
       await log.write(say(`task ${task.taskId} run ${task.runId}: ${JSON.stringify(payload.command)} in ${dir} (maxRunTime ${maxRunTime} s)`));
-      const result = await runCommand({
-        command: payload.command,
-        cwd: dir,
-        env: taskEnv(config, task, dir, payload),
-        maxRunTimeMs: maxRunTime * 1000,
-        signal: task.signal,
-        onOutput: (chunk) => void log.write(chunk),
-      });
+      const output = await open(`${dir}.log`, 'a');
+      let result: CommandResult;
+      try {
+        result = await runCommand({
+          command: payload.command,
+          cwd: dir,
+          env: taskEnv(config, task, dir, payload),
+          maxRunTimeMs: maxRunTime * 1000,
+          signal: task.signal,
+          outputFd: output.fd,
+          spawner,
+        });
+      } finally {
+        await output.close();
+      }
       await log.write(say(`${outcomeLine(result, maxRunTime)} after ${(result.durationMs / 1000).toFixed(3)} s`));
       if (result.aborted || task.signal.aborted) return { status: 'exception', reason: 'worker-shutdown' }; // not reported: the SDK knows why
       const filesThere = await uploadFiles(task, dir, payload, log);

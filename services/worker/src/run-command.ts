@@ -1,6 +1,6 @@
 // Runs one command in its own process group, so a timeout or an abort kills everything it started
 // (a shell's children too), and so do stray background processes left behind when it exits.
-import { spawn } from 'node:child_process';
+import type { Spawner } from './spawner.js';
 
 export interface CommandResult {
   exitCode: number | null;
@@ -18,7 +18,9 @@ export interface CommandOptions {
   env: Record<string, string>;
   maxRunTimeMs: number;
   signal: AbortSignal;
-  onOutput(chunk: Buffer): void;
+  /** Where stdout and stderr go. */
+  outputFd: number;
+  spawner: Spawner;
 }
 
 function killGroup(pid: number | undefined): void {
@@ -30,42 +32,41 @@ function killGroup(pid: number | undefined): void {
   }
 }
 
-export function runCommand(o: CommandOptions): Promise<CommandResult> {
+export async function runCommand(o: CommandOptions): Promise<CommandResult> {
   const started = Date.now();
   const [file, ...args] = typeof o.command === 'string' ? [o.command] : o.command;
-  const child = spawn(file!, args, {
-    cwd: o.cwd,
-    env: o.env,
-    detached: true,
-    shell: typeof o.command === 'string',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  let pid: number | undefined;
+  let kill = false;
   let timedOut = false;
   let aborted = false;
+  const stop = () => {
+    kill = true;
+    killGroup(pid);
+  };
   const timer = setTimeout(() => {
     timedOut = true;
-    killGroup(child.pid);
+    stop();
   }, o.maxRunTimeMs);
   const onAbort = () => {
     aborted = true;
-    killGroup(child.pid);
+    stop();
   };
   if (o.signal.aborted) onAbort();
   else o.signal.addEventListener('abort', onAbort, { once: true });
-  child.stdout.on('data', o.onOutput);
-  child.stderr.on('data', o.onOutput);
-
-  return new Promise((resolve) => {
-    let spawnError: Error | undefined;
-    child.on('error', (err) => {
-      spawnError = err;
-    });
-    // the process is gone, but background children may still hold the pipes open
-    child.on('exit', () => killGroup(child.pid));
-    child.on('close', (exitCode, signal) => {
-      clearTimeout(timer);
-      o.signal.removeEventListener('abort', onAbort);
-      resolve({ exitCode, signal, timedOut, aborted, spawnError, durationMs: Date.now() - started });
-    });
-  });
+  try {
+    const r = await o.spawner.run(
+      { file: file!, args, shell: typeof o.command === 'string', cwd: o.cwd, env: o.env, outputFd: o.outputFd },
+      (p) => {
+        pid = p;
+        // timed out or aborted before the process was running
+        if (kill) killGroup(p);
+      },
+    );
+    return { ...r, timedOut, aborted, durationMs: Date.now() - started };
+  } finally {
+    clearTimeout(timer);
+    o.signal.removeEventListener('abort', onAbort);
+    // the command is gone; what it left running in the background goes too
+    killGroup(pid);
+  }
 }

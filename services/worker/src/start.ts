@@ -2,9 +2,11 @@
 import { createWorker, type Logger, type Worker } from '@conveyor/worker';
 import type { WorkerConfig } from './config.js';
 import { genericHandler } from './handler.js';
+import { Spawner } from './spawner.js';
 
 export function startGenericWorker(config: WorkerConfig, log?: Logger): Worker {
-  return createWorker({
+  const spawner = new Spawner(config.spawnThreads);
+  const worker = createWorker({
     rootUrl: config.rootUrl,
     credentials: { clientId: config.clientId, accessToken: config.accessToken },
     taskQueueId: config.taskQueueId,
@@ -12,7 +14,17 @@ export function startGenericWorker(config: WorkerConfig, log?: Logger): Worker {
     workerId: config.workerId,
     capacity: config.capacity,
     shutdownGraceMs: config.shutdownGraceMs,
-    handler: genericHandler(config),
+    handler: genericHandler(config, spawner),
     log,
   });
+  return {
+    get running() {
+      return worker.running;
+    },
+    stopped: worker.stopped,
+    stop: async (opts) => {
+      await worker.stop(opts);
+      await spawner.stop();
+    },
+  };
 }
