@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { Db, Trx } from '../db/database.js';
 import type { RunsTable, TasksTable } from '../db/tables.js';
 import type { Selectable } from 'kysely';
+import type { TaskRun, TaskStatus } from '@conveyor/schemas';
 
 export type TaskRow = Selectable<TasksTable>;
 export type RunRow = Selectable<RunsTable>;
@@ -85,36 +86,26 @@ export function splitQueueId(taskQueueId: string): { provisionerId: string; work
   return { provisionerId: taskQueueId.slice(0, i), workerType: taskQueueId.slice(i + 1) };
 }
 
-export function runJson(r: RunRow): Record<string, unknown> {
-  const run: Record<string, unknown> = {
+export function runJson(r: RunRow): TaskRun {
+  // the database holds only values the state machine writes, which are the schema's enums
+  const run: TaskRun = {
     runId: r.run_id,
-    state: r.state,
-    reasonCreated: r.reason_created,
+    state: r.state as TaskRun['state'],
+    reasonCreated: r.reason_created as TaskRun['reasonCreated'],
+    scheduled: '',
   };
-  if (r.reason_resolved) run.reasonResolved = r.reason_resolved;
+  if (r.reason_resolved) run.reasonResolved = r.reason_resolved as TaskRun['reasonResolved'];
   if (r.worker_group) run.workerGroup = r.worker_group;
   if (r.worker_id) run.workerId = r.worker_id;
   if (r.taken_until) run.takenUntil = iso(r.taken_until);
-  run.scheduled = iso(r.scheduled);
+  run.scheduled = iso(r.scheduled)!;
   if (r.started) run.started = iso(r.started);
   if (r.resolved) run.resolved = iso(r.resolved);
   return run;
 }
 
-export type TaskStatus = {
-  taskId: string;
-  provisionerId: string;
-  workerType: string;
-  taskQueueId: string;
-  schedulerId: string;
-  projectId: string;
-  taskGroupId: string;
-  deadline: string;
-  expires: string;
-  retriesLeft: number;
-  state: string;
-  runs: Array<Record<string, unknown>>;
-};
+// The status structure's type is generated from schemas/v1/task-status.json (one source of truth).
+export type { TaskStatus } from '@conveyor/schemas';
 
 export function toStatus({ task, runs }: TaskWithRuns): TaskStatus {
   return {
@@ -127,7 +118,7 @@ export function toStatus({ task, runs }: TaskWithRuns): TaskStatus {
     deadline: iso(task.deadline)!,
     expires: iso(task.expires)!,
     retriesLeft: task.retries_left,
-    state: taskState(runs),
+    state: taskState(runs) as TaskStatus['state'],
     runs: runs.map(runJson),
   };
 }
