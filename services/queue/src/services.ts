@@ -2,10 +2,10 @@
 // capabilities plug in. Each service has the same shape: start() returned it; stop() ends it.
 import type { FastifyInstance } from 'fastify';
 import type { Ctx } from './context.js';
-import { startResolvers } from './resolvers/index.js';
 import { eventsPlugin, relayService } from './outbox/events.js';
 import { artifactExpiryLoop } from './artifacts/expire.js';
 import { transferRoutes } from './artifacts/transfer.js';
+import { startResolvers } from './resolvers/index.js';
 import { startBuiltinQueues } from './builtin/queues.js';
 
 export interface Service {
