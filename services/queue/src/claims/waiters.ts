@@ -81,7 +81,11 @@ export class PendingWaiters {
     };
     return {
       wait: async (ms, signal) => {
-        if (woken) return;
+        // an abort that happened before we got here fires no event: check it, or we'd wait it out
+        if (woken || signal?.aborted) {
+          cancel();
+          return;
+        }
         let timer: NodeJS.Timeout | undefined;
         const onAbort = () => wake();
         signal?.addEventListener('abort', onAbort, { once: true });
