@@ -39,9 +39,14 @@ export async function writeChunks(
   source: AsyncIterable<Buffer>,
   maxBytes: number,
   beforeFirstInsert: () => Promise<void>,
+  expectedBytes?: number,
 ): Promise<Written> {
   const hash = createHash('sha256');
-  const buffers = [Buffer.allocUnsafe(chunkBytes), Buffer.allocUnsafe(chunkBytes)];
+  // Most artifacts (logs) are far smaller than a chunk: size the first buffer by Content-Length and
+  // allocate the second only when a chunk is flushed. Two fresh MiB buffers per upload cost more
+  // CPU than the rest of a small upload (measured with bench/worker).
+  const first = expectedBytes !== undefined ? Math.max(1, Math.min(chunkBytes, expectedBytes)) : chunkBytes;
+  const buffers: Array<Buffer | undefined> = [Buffer.allocUnsafe(first), undefined];
   let current = 0;
   let filled = 0;
   let seq = 0;
@@ -56,6 +61,7 @@ export async function writeChunks(
     // a failed insert surfaces at the next await; don't let it count as unhandled meanwhile
     inFlight.catch(() => {});
     current = 1 - current;
+    buffers[current] ??= Buffer.allocUnsafe(chunkBytes);
     filled = 0;
   };
 
@@ -68,7 +74,13 @@ export async function writeChunks(
       while (offset < piece.length) {
         // a full chunk is stored once more bytes arrive: until then it may be the last one
         if (filled === chunkBytes) await flush();
-        const n = Math.min(piece.length - offset, chunkBytes - filled);
+        if (filled === buffers[current]!.length) {
+          // more bytes than Content-Length promised: grow to a whole chunk, keeping chunks fixed-size
+          const grown = Buffer.allocUnsafe(chunkBytes);
+          buffers[current]!.copy(grown, 0, 0, filled);
+          buffers[current] = grown;
+        }
+        const n = Math.min(piece.length - offset, buffers[current]!.length - filled);
         piece.copy(buffers[current]!, filled, offset, offset + n);
         filled += n;
         offset += n;

@@ -71,7 +71,7 @@ async function upload(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
   };
   let written: Written;
   try {
-    written = await writeChunks(ctx.db, uploadId, ctx.config.artifactChunkBytes, req.raw, max, storeRow);
+    written = await writeChunks(ctx.db, uploadId, ctx.config.artifactChunkBytes, req.raw, max, storeRow, httpLength);
     // a body cut short must never become the artifact, however the stream ended
     if (!req.raw.complete || (httpLength !== undefined && written.size !== httpLength)) {
       throw new ApiError('InputError', `The upload ended after ${written.size} bytes, before its Content-Length (${httpLength}); send it again`);
