@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import type { Trx } from '../db/database.js';
 import { taskMessage, type OutboxMessage } from '../outbox/messages.js';
-import { pendingChannel } from '../runs/schedule.js';
+import { pendingChannel, pendingRunRow } from '../runs/schedule.js';
 import { priorityNumber } from '../tasks/priority.js';
 import type { RunRow, TaskWithRuns } from '../tasks/status.js';
 
@@ -16,19 +16,7 @@ import type { RunRow, TaskWithRuns } from '../tasks/status.js';
 export async function scheduleMany(ctx: Ctx, trx: Trx, tasks: TaskWithRuns[]): Promise<OutboxMessage[]> {
   if (tasks.length === 0) return [];
   const now = ctx.clock.now();
-  const runs: RunRow[] = tasks.map((t) => ({
-    task_id: t.task.task_id,
-    run_id: 0,
-    state: 'pending',
-    reason_created: 'scheduled',
-    reason_resolved: null,
-    worker_group: null,
-    worker_id: null,
-    taken_until: null,
-    scheduled: now,
-    started: null,
-    resolved: null,
-  }));
+  const runs: RunRow[] = tasks.map((t) => pendingRunRow(t.task.task_id, 0, 'scheduled', now));
   await trx.insertInto('runs').values(runs).execute();
   await trx
     .insertInto('pending')

@@ -9,12 +9,11 @@ export const pendingChannel = 'conveyor_pending';
 
 export type ReasonCreated = 'scheduled' | 'retry' | 'task-retry' | 'rerun' | 'exception';
 
-/** Appends a pending run; the caller has checked the precondition. Returns the new run. */
-export async function addPendingRun(ctx: Ctx, trx: Trx, t: TaskWithRuns, reasonCreated: ReasonCreated): Promise<RunRow> {
-  const now = ctx.clock.now();
-  const run: RunRow = {
-    task_id: t.task.task_id,
-    run_id: nextRunId(t.runs),
+/** The row of a new pending run (also used by deps/schedule-many.ts for batches). */
+export function pendingRunRow(taskId: string, runId: number, reasonCreated: ReasonCreated, now: Date): RunRow {
+  return {
+    task_id: taskId,
+    run_id: runId,
     state: 'pending',
     reason_created: reasonCreated,
     reason_resolved: null,
@@ -25,6 +24,12 @@ export async function addPendingRun(ctx: Ctx, trx: Trx, t: TaskWithRuns, reasonC
     started: null,
     resolved: null,
   };
+}
+
+/** Appends a pending run; the caller has checked the precondition. Returns the new run. */
+export async function addPendingRun(ctx: Ctx, trx: Trx, t: TaskWithRuns, reasonCreated: ReasonCreated): Promise<RunRow> {
+  const now = ctx.clock.now();
+  const run = pendingRunRow(t.task.task_id, nextRunId(t.runs), reasonCreated, now);
   // One statement, one round trip: the run, its claimable row, and the NOTIFY that wakes claimWork
   // long-polls on this queue at commit. (The two inserts touch different tables, so the order
   // PostgreSQL runs the CTEs in does not matter.)
