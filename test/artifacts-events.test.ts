@@ -4,9 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import taskcluster from 'taskcluster-client';
-import { defaultExchangePrefix } from '@conveyor/pulse';
 import { claimedRun, httpRequest, inOneHour } from './harness/artifacts.js';
-import { deleteExchanges, listen, type Listener } from './harness/amqp.js';
+import { deleteExchanges, listen, onPrefix as onTestPrefix, type Listener } from './harness/amqp.js';
 import { amqpUrl, startTestQueue, type TestQueue } from './harness/service.js';
 
 describe('artifact-created on RabbitMQ', () => {
@@ -25,7 +24,7 @@ describe('artifact-created on RabbitMQ', () => {
     const run = await claimedRun(q, { routes: ['index.project.x'] });
     const binding = new taskcluster.QueueEvents({ rootUrl: 'http://unused' }).artifactCreated({ taskId: run.taskId });
     listener = await listen([
-      { exchange: q.config.exchangePrefix + binding.exchange.slice(defaultExchangePrefix.length), routingKeyPattern: binding.routingKeyPattern },
+      onTestPrefix(q.config.exchangePrefix, binding),
     ]);
     const expires = inOneHour();
     await run.worker.createArtifact(run.taskId, run.runId, 'public/ref', { storageType: 'reference', expires, url: 'https://example.com' });

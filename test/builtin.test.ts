@@ -3,8 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import taskcluster from 'taskcluster-client';
-import { defaultExchangePrefix } from '@conveyor/pulse';
-import { deleteExchanges, listen, type BindingLike, type Listener } from './harness/amqp.js';
+import { deleteExchanges, listen, onPrefix as onTestPrefix, type BindingLike, type Listener } from './harness/amqp.js';
 import { taskExchanges } from './harness/messages.js';
 import { amqpUrl, startTestQueue, type TestQueue } from './harness/service.js';
 import { slugid, taskDef } from './harness/tasks.js';
@@ -14,10 +13,7 @@ describe('built-in task queues', () => {
   let q: TestQueue;
   let listener: Listener | undefined;
   const events = new taskcluster.QueueEvents({ rootUrl: 'http://unused' });
-  const onPrefix = (b: { exchange: string; routingKeyPattern: string }): BindingLike => ({
-    exchange: q.config.exchangePrefix + b.exchange.slice(defaultExchangePrefix.length),
-    routingKeyPattern: b.routingKeyPattern,
-  });
+  const onPrefix = (b: BindingLike) => onTestPrefix(q.config.exchangePrefix, b);
 
   before(async () => {
     q = await startTestQueue({ amqpUrl });

@@ -4,8 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import taskcluster from 'taskcluster-client';
-import { defaultExchangePrefix } from '@conveyor/pulse';
-import { deleteExchanges, listen, type BindingLike, type Listener } from './harness/amqp.js';
+import { deleteExchanges, listen, onPrefix as onTestPrefix, type BindingLike, type Listener } from './harness/amqp.js';
 import { claimAndResolve, create, inParallel, states } from './harness/graph.js';
 import { outboxRows } from './harness/outbox.js';
 import { amqpUrl, startTestQueue, type TestQueue } from './harness/service.js';
@@ -15,10 +14,7 @@ describe('task-group-resolved', () => {
   let q: TestQueue;
   let listener: Listener | undefined;
   const events = new taskcluster.QueueEvents({ rootUrl: 'http://unused' });
-  const onPrefix = (b: { exchange: string; routingKeyPattern: string }): BindingLike => ({
-    exchange: q.config.exchangePrefix + b.exchange.slice(defaultExchangePrefix.length),
-    routingKeyPattern: b.routingKeyPattern,
-  });
+  const onPrefix = (b: BindingLike) => onTestPrefix(q.config.exchangePrefix, b);
   before(async () => {
     // idle workers give up quickly once the queue is empty
     q = await startTestQueue({ amqpUrl, claimWorkTimeoutSec: 1 });

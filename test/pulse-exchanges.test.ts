@@ -6,11 +6,11 @@ import { after, before, describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import taskcluster from 'taskcluster-client';
-import { defaultExchangePrefix, exchangeByName } from '@conveyor/pulse';
+import { exchangeByName } from '@conveyor/pulse';
 import { schemas, schemaId } from '@conveyor/schemas';
 import { endpoints } from '../services/queue/src/http/routes.js';
 import { amqpUrl, startTestQueue, type TestQueue } from './harness/service.js';
-import { deleteExchanges, listen, type BindingLike, type Listener, type Received } from './harness/amqp.js';
+import { deleteExchanges, listen, onPrefix as onTestPrefix, type BindingLike, type Listener, type Received } from './harness/amqp.js';
 import { outboxRows } from './harness/outbox.js';
 import { slugid, taskDef, uniqueQueue } from './harness/tasks.js';
 
@@ -33,10 +33,7 @@ describe('pulse exchanges', () => {
   // taskcluster-client 87 refuses an exchangePrefix option ("exchangePrefix has been deprecated!"):
   // its patterns are used as they are, on our prefix.
   const events = new taskcluster.QueueEvents({ rootUrl: 'http://unused' });
-  const onPrefix = (b: { exchange: string; routingKeyPattern: string }): BindingLike => ({
-    exchange: prefix + b.exchange.slice(defaultExchangePrefix.length),
-    routingKeyPattern: b.routingKeyPattern,
-  });
+  const onPrefix = (b: BindingLike) => onTestPrefix(prefix, b);
   const listeners: Listener[] = [];
   const bound = async (...bindings: BindingLike[]) => {
     const l = await listen(bindings);

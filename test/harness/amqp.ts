@@ -1,7 +1,7 @@
 // Plain amqplib listeners for tests: a queue bound with routing-key patterns that records every
 // delivery, and waits (with a deadline) for messages to arrive. Also removes a test's exchanges.
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
-import { exchanges } from '@conveyor/pulse';
+import { defaultExchangePrefix, exchanges } from '@conveyor/pulse';
 import { amqpUrl } from './service.js';
 
 export interface Received {
@@ -15,6 +15,14 @@ export interface Received {
 export interface BindingLike {
   exchange: string;
   routingKeyPattern: string;
+}
+
+/**
+ * A taskcluster-client QueueEvents binding moved onto a test's exchange prefix: client 87 refuses
+ * an exchangePrefix option, so its patterns are used as they are, on the test's own exchanges.
+ */
+export function onPrefix(prefix: string, b: BindingLike): BindingLike {
+  return { exchange: prefix + b.exchange.slice(defaultExchangePrefix.length), routingKeyPattern: b.routingKeyPattern };
 }
 
 export class Listener {
