@@ -1,5 +1,5 @@
-// Expiration: tasks, runs, dependency edges, deadlines, groups and published outbox rows past their
-// expires plus the grace period are deleted in batches. Time moves through the clock the loop reads.
+// Expiration: tasks, runs, dependency edges, deadlines, groups, workers, task queues and published
+// outbox rows past their expires plus the grace period are deleted in batches. Time moves through the clock the loop reads.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
@@ -102,5 +102,38 @@ describe('expiration', () => {
     assert.equal(deleted, rows.rows.length - 2);
     const left = await sql<{ id: string }>`SELECT id FROM outbox ORDER BY id`.execute(db());
     assert.deepEqual(left.rows.map((r) => r.id), [unpublished, rest[rest.length - 1]]);
+  });
+
+  it('forgets workers and task queues a grace period after they expire, keeping quarantined workers until their quarantine ends', async () => {
+    const day = 24 * 3600_000;
+    const grace = q.config.expirationGraceSec * 1000;
+    const now = Date.now();
+    const taskQueueId = uniqueQueue();
+    const [prov, wt] = taskQueueId.split('/') as [string, string];
+    // declareWorker sets the worker's and the queue's expires; quarantine one for 10 days
+    for (const id of ['idle', 'jailed']) {
+      await q.queue().declareWorker(prov, wt, 'wg', id, { expires: new Date(now + day).toJSON() });
+    }
+    await q.queue().quarantineWorker(prov, wt, 'wg', 'jailed', {
+      quarantineUntil: new Date(now + 10 * day).toJSON(), quarantineInfo: 'flaky disk',
+    });
+    const workerIds = async () =>
+      (await sql<{ worker_id: string }>`SELECT worker_id FROM workers WHERE task_queue_id = ${taskQueueId} ORDER BY worker_id`.execute(db())).rows.map((r) => r.worker_id);
+
+    // expired but within the grace: kept (the counts include other tests' workers, so look at ours)
+    await expireAll(at(now + day + grace - 1000));
+    assert.deepEqual(await workerIds(), ['idle', 'jailed']);
+    assert.equal(await count('task_queues', 'task_queue_id', [taskQueueId]), 1);
+
+    let r = await expireAll(at(now + 2 * day + grace + 1000));
+    assert.ok(r.deleted.workers! >= 1);
+    assert.deepEqual(await workerIds(), ['jailed']);
+    assert.equal(await count('task_queues', 'task_queue_id', [taskQueueId]), 0);
+    assert.ok(r.deleted['task-queues']! >= 1);
+
+    // the quarantined one goes once its quarantine is over, plus the grace
+    r = await expireAll(at(now + 10 * day + grace + 1000));
+    assert.ok(r.deleted.workers! >= 1);
+    assert.deepEqual(await workerIds(), []);
   });
 });

@@ -1,5 +1,5 @@
-// Expiration: deletes tasks (with runs, pending and deadline rows), dependency edges, groups and
-// published outbox rows past their `expires` plus a grace period (EXPIRATION_GRACE_SEC), in
+// Expiration: deletes tasks (with runs, pending and deadline rows), dependency edges, groups,
+// workers, task queues and published outbox rows past their `expires` plus a grace period (EXPIRATION_GRACE_SEC), in
 // batches of bounded size, each its own statement. Artifacts have their own loop
 // (artifacts/expire.ts): they may not outlive their task, so they are gone first.
 import { sql } from 'kysely';
@@ -80,7 +80,35 @@ const outbox: ExpirationStep = {
   },
 };
 
-const steps = [tasks, dependencies, groups, outbox];
+/**
+ * A worker is listed until its expires (a day past its last claim) or, when later, the end of its
+ * quarantine: a quarantined worker stays visible so it can be let out again. Past both plus the
+ * grace it is forgotten. The table holds one row per worker ever seen, so a scan is cheap.
+ */
+const workers: ExpirationStep = {
+  name: 'workers',
+  async run(ctx, cutoff, limit) {
+    const r = await sql`
+      DELETE FROM workers WHERE (task_queue_id, worker_group, worker_id) IN (
+        SELECT task_queue_id, worker_group, worker_id FROM workers
+        WHERE expires < ${cutoff} AND (quarantine_until IS NULL OR quarantine_until < ${cutoff})
+        LIMIT ${limit} FOR UPDATE SKIP LOCKED)`.execute(ctx.db);
+    return Number(r.numAffectedRows ?? 0);
+  },
+};
+
+/** A task queue is listed until a day past the last claimWork on it; then, after the grace, it goes. */
+const taskQueues: ExpirationStep = {
+  name: 'task-queues',
+  async run(ctx, cutoff, limit) {
+    const r = await sql`
+      DELETE FROM task_queues WHERE task_queue_id IN (
+        SELECT task_queue_id FROM task_queues WHERE expires < ${cutoff} LIMIT ${limit} FOR UPDATE SKIP LOCKED)`.execute(ctx.db);
+    return Number(r.numAffectedRows ?? 0);
+  },
+};
+
+const steps = [tasks, dependencies, groups, workers, taskQueues, outbox];
 
 export async function expireAll(ctx: Ctx): Promise<LoopResult & { deleted: Record<string, number> }> {
   const cutoff = new Date(ctx.clock.now().getTime() - ctx.config.expirationGraceSec * 1000);
