@@ -3,9 +3,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
+import pg from 'pg';
 import type { Ctx } from '../services/queue/src/context.js';
 import { resolveDeadlines } from '../services/queue/src/resolvers/deadlines.js';
 import { expireAll } from '../services/queue/src/resolvers/expiration.js';
+import { relayLockKey } from '../services/queue/src/outbox/relay.js';
 import { claimAndResolve, cloneUnscheduled, create } from './harness/graph.js';
 import { startTestQueue, type TestQueue } from './harness/service.js';
 import { slugid, taskDef, uniqueQueue } from './harness/tasks.js';
@@ -135,5 +137,29 @@ describe('expiration', () => {
     r = await expireAll(at(now + 10 * day + grace + 1000));
     assert.ok(r.deleted.workers! >= 1);
     assert.deepEqual(await workerIds(), []);
+  });
+
+  it('without a broker, drops outbox rows past the retention unless a relay elsewhere holds the relay lock', async () => {
+    assert.equal(q.config.amqpUrl, undefined, 'this service runs without AMQP_URL');
+    const retention = q.config.outboxRetentionSec * 1000;
+    const now = Date.now();
+    await sql`DELETE FROM outbox`.execute(db());
+    await create(q);
+    const ids = (await sql<{ id: string }>`SELECT id FROM outbox ORDER BY id`.execute(db())).rows.map((r) => r.id);
+    assert.equal(ids.length, 2, 'task-defined and task-pending');
+    await sql`UPDATE outbox SET created = ${new Date(now - retention - 60_000)} WHERE id = ${ids[0]!}`.execute(db());
+
+    // a relay in another process holds the lock: nothing of its goes
+    const relay = new pg.Client({ connectionString: q.config.databaseUrl });
+    await relay.connect();
+    try {
+      await relay.query('SELECT pg_advisory_lock($1)', [relayLockKey]);
+      assert.equal((await expireAll(at(now))).deleted['outbox-unbrokered'], 0);
+    } finally {
+      await relay.end();
+    }
+    const r = await expireAll(at(now));
+    assert.equal(r.deleted['outbox-unbrokered'], 1);
+    assert.deepEqual((await sql<{ id: string }>`SELECT id FROM outbox ORDER BY id`.execute(db())).rows.map((x) => x.id), [ids[1]]);
   });
 });

@@ -84,7 +84,7 @@ export const configKeys = {
     parse: int(0), default: 1800,
   },
   outboxRetentionSec: {
-    env: 'OUTBOX_RETENTION_SEC', doc: 'Seconds published outbox rows are kept for event-stream replay before deletion',
+    env: 'OUTBOX_RETENTION_SEC', doc: 'Seconds published outbox rows (all rows when AMQP_URL is unset) are kept for event-stream replay before deletion',
     parse: int(0), default: 24 * 3600,
   },
   dependencyBatchSize: {

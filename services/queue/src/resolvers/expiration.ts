@@ -5,6 +5,7 @@
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import { defineLoop, type LoopResult } from '../loops/loop.js';
+import { relayLockKey } from '../outbox/relay.js';
 
 interface ExpirationStep {
   name: string;
@@ -108,7 +109,32 @@ const taskQueues: ExpirationStep = {
   },
 };
 
-const steps = [tasks, dependencies, groups, workers, taskQueues, outbox];
+/**
+ * Without a broker (AMQP_URL unset) nothing marks rows published, and the outbox would only grow.
+ * Its rows then serve the event stream alone, so they are kept OUTBOX_RETENTION_SEC from their
+ * creation like published ones. Unless a relay runs against this database from another process
+ * (it holds the relay's advisory lock): its rows are not ours to drop.
+ */
+const unbrokeredOutbox: ExpirationStep = {
+  name: 'outbox-unbrokered',
+  async run(ctx, _cutoff, limit) {
+    if (ctx.config.amqpUrl) return 0;
+    const before = new Date(ctx.clock.now().getTime() - ctx.config.outboxRetentionSec * 1000);
+    // a bigint advisory key shows in pg_locks as its high and low 32 bits
+    const high = Math.floor(relayLockKey / 2 ** 32);
+    const low = relayLockKey % 2 ** 32;
+    const r = await sql`
+      DELETE FROM outbox WHERE id IN (
+        SELECT id FROM (SELECT id, created FROM outbox ORDER BY id LIMIT ${limit}) head
+        WHERE created < ${before}
+          AND NOT EXISTS (
+            SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND classid = ${high}::bigint::oid AND objid = ${low}::bigint::oid AND objsubid = 1 AND granted))`.execute(ctx.db);
+    return Number(r.numAffectedRows ?? 0);
+  },
+};
+
+const steps = [tasks, dependencies, groups, workers, taskQueues, outbox, unbrokeredOutbox];
 
 export async function expireAll(ctx: Ctx): Promise<LoopResult & { deleted: Record<string, number> }> {
   const cutoff = new Date(ctx.clock.now().getTime() - ctx.config.expirationGraceSec * 1000);
