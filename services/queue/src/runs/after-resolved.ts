@@ -34,13 +34,22 @@ export async function changeUnresolved(trx: Trx, taskGroupId: string, delta: 1 |
     .where('task_group_id', '=', taskGroupId)
     .returning(['task_group_id', 'scheduler_id', 'expires', 'sealed', 'unresolved'])
     .executeTakeFirst();
-  if (!group || delta > 0 || group.unresolved !== 0) return [];
-  return [
-    groupMessage('taskGroupResolved', {
-      taskGroupId: group.task_group_id,
-      schedulerId: group.scheduler_id,
-      expires: group.expires,
-      sealed: group.sealed,
-    }),
-  ];
+  if (!group || delta > 0) return [];
+  return groupResolvedMessages([group]);
+}
+
+export interface GroupCount {
+  task_group_id: string;
+  scheduler_id: string;
+  expires: Date | string;
+  sealed: Date | string | null;
+  /** After the change. */
+  unresolved: number;
+}
+
+/** task-group-resolved for each group that a decrement has just brought to zero unresolved. */
+export function groupResolvedMessages(groups: GroupCount[]): OutboxMessage[] {
+  return groups
+    .filter((g) => g.unresolved === 0)
+    .map((g) => groupMessage('taskGroupResolved', { taskGroupId: g.task_group_id, schedulerId: g.scheduler_id, expires: g.expires, sealed: g.sealed }));
 }

@@ -5,9 +5,11 @@ import { endpoint, type ApiRequest } from '../http/endpoint.js';
 import { ApiError } from '../http/errors.js';
 import { taskMessage } from '../outbox/messages.js';
 import { mustLoad } from '../tasks/api.js';
-import { isResolvedState, taskState, toStatus, type TaskWithRuns } from '../tasks/status.js';
+import { isResolvedState, taskState, toStatus } from '../tasks/status.js';
 import { changeUnresolved } from './after-resolved.js';
 import { resolveRun, resolveUnscheduled, type Resolution } from './resolve.js';
+import { checkReport, conflict, runOf } from './run-checks.js';
+import { submitReport, type ReportItem } from './report-batch.js';
 import { addPendingRun } from './schedule.js';
 import { assertBeforeDeadline, withLockedTask } from './with-task.js';
 
@@ -27,37 +29,23 @@ async function loadAndAuthorize(req: ApiRequest<{ taskId: string }>): Promise<vo
   req.authorize({ schedulerId: task.scheduler_id, taskGroupId: task.task_group_id, projectId: task.project_id });
 }
 
-function runOf(t: TaskWithRuns, runId: number) {
-  const run = t.runs[runId];
-  if (!run) throw new ApiError('ResourceNotFound', `Run ${runId} of task ${t.task.task_id} not found`);
-  return run;
-}
-
-function conflict(t: TaskWithRuns, runId: number, what: string): ApiError {
-  const run = t.runs[runId]!;
-  const latest = runId === t.runs.length - 1;
-  return new ApiError(
-    'RequestConflict',
-    `Run ${runId} of task ${t.task.task_id} is ${latest ? run.state : `not the latest run (run ${t.runs.length - 1} is)`}; ${what}`,
-    { taskId: t.task.task_id, runId },
-  );
-}
-
-/** reportCompleted / reportFailed / reportException share one shape. */
+/** reportException: one transaction of its own (exceptions are rare, and a retry adds a run). */
 async function report(req: ApiRequest<{ taskId: string; runId: string }>, res: Resolution) {
   const { ctx } = req;
   const runId = Number(req.params.runId);
   // the scopes need only URL parameters (checked before the handler); withLockedTask 404s
   req.authorize();
   return withLockedTask(ctx, req.params.taskId, async (trx, t, emit) => {
-    const run = runOf(t, runId);
-    // the same report again (a retried request) answers as the first did
-    if (run.state === res.state && run.reason_resolved === res.reason) return { status: toStatus(t) };
-    if (run.state !== 'running' || runId !== t.runs.length - 1) throw conflict(t, runId, `it cannot be resolved as ${res.reason}`);
-    const outcome = await resolveRun(ctx, trx, t, runId, res);
-    emit(...outcome.messages);
+    if (checkReport(t, runId, res) === 'resolve') emit(...(await resolveRun(ctx, trx, t, runId, res)).messages);
     return { status: toStatus(t) };
   });
+}
+
+/** reportCompleted / reportFailed: served in batches shared with concurrent reports. */
+function batchedReport(req: ApiRequest<{ taskId: string; runId: string }>, res: ReportItem['res']) {
+  // the scopes need only URL parameters (checked before the handler); the batch 404s
+  req.authorize();
+  return submitReport(req.ctx, { taskId: req.params.taskId, runId: Number(req.params.runId), res });
 }
 
 const resolveScopes = 'queue:resolve-task:<taskId>/<runId>';
@@ -161,14 +149,14 @@ export const runEndpoints = [
     scopes: resolveScopes,
     stability: 'stable', category: 'Worker Interface', title: 'Report Run Completed',
     description: 'Resolve a running run as completed.',
-    handler: (req) => report(req, { state: 'completed', reason: 'completed' }),
+    handler: (req) => batchedReport(req, { state: 'completed', reason: 'completed' }),
   }),
   endpoint({
     name: 'reportFailed', method: 'POST', route: '/task/<taskId>/runs/<runId>/failed', output: 'v1/task-status-response.json',
     scopes: resolveScopes,
     stability: 'stable', category: 'Worker Interface', title: 'Report Run Failed',
     description: 'Resolve a running run as failed (the task ran and did not succeed).',
-    handler: (req) => report(req, { state: 'failed', reason: 'failed' }),
+    handler: (req) => batchedReport(req, { state: 'failed', reason: 'failed' }),
   }),
   endpoint({
     name: 'reportException', method: 'POST', route: '/task/<taskId>/runs/<runId>/exception',

@@ -2,7 +2,7 @@
 import type { Ctx } from '../context.js';
 import type { Trx } from '../db/database.js';
 import { taskMessage, type OutboxMessage } from '../outbox/messages.js';
-import type { TaskWithRuns } from '../tasks/status.js';
+import type { RunRow, TaskWithRuns } from '../tasks/status.js';
 import { afterResolved } from './after-resolved.js';
 import { addPendingRun, type ReasonCreated } from './schedule.js';
 
@@ -37,9 +37,7 @@ export async function resolveRun(ctx: Ctx, trx: Trx, t: TaskWithRuns, runId: num
     .executeTakeFirst();
   // lockTask makes this impossible; should it ever happen, roll back rather than overwrite
   if (updated.numUpdatedRows !== 1n) throw new Error(`run ${run.task_id}/${runId} left state ${run.state} under the task lock`);
-  run.state = res.state;
-  run.reason_resolved = res.reason;
-  run.resolved = now;
+  markResolved(run, res, now);
 
   const retried = res.retry !== undefined && t.task.retries_left > 0 && new Date(t.task.deadline) > now;
   if (retried) {
@@ -48,16 +46,27 @@ export async function resolveRun(ctx: Ctx, trx: Trx, t: TaskWithRuns, runId: num
     await addPendingRun(ctx, trx, t, res.retry!);
   }
 
-  const exchange = res.state === 'completed' ? 'taskCompleted' : res.state === 'failed' ? 'taskFailed' : 'taskException';
-  const messages = [
-    taskMessage(exchange, t, { runId, workerGroup: run.worker_group, workerId: run.worker_id }),
-  ];
+  const messages = [resolvedMessage(t, runId)];
   if (retried) {
     messages.push(taskMessage('taskPending', t, { runId: runId + 1 }));
   } else {
     messages.push(...(await afterResolved(ctx, trx, t)));
   }
   return { retried, messages };
+}
+
+/** The in-memory run as the resolution's UPDATE leaves its row. */
+export function markResolved(run: RunRow, res: Resolution, now: Date): void {
+  run.state = res.state;
+  run.reason_resolved = res.reason;
+  run.resolved = now;
+}
+
+/** task-completed / task-failed / task-exception for run `runId`, just resolved. */
+export function resolvedMessage(t: TaskWithRuns, runId: number): OutboxMessage {
+  const run = t.runs[runId]!;
+  const exchange = run.state === 'completed' ? 'taskCompleted' : run.state === 'failed' ? 'taskFailed' : 'taskException';
+  return taskMessage(exchange, t, { runId, workerGroup: run.worker_group, workerId: run.worker_id });
 }
 
 /**

@@ -14,12 +14,16 @@ export async function withLockedTask<T>(
 ): Promise<T> {
   return ctx.db.transaction().execute(async (trx) => {
     const t = await lockTask(trx, taskId);
-    if (!t) throw new ApiError('ResourceNotFound', `Task ${taskId} not found`, { taskId });
+    if (!t) throw taskNotFound(taskId);
     const messages: OutboxMessage[] = [];
     const result = await fn(trx, t, (...m) => messages.push(...m));
     await writeOutbox(trx, ctx.config.exchangePrefix, messages);
     return result;
   });
+}
+
+export function taskNotFound(taskId: string): ApiError {
+  return new ApiError('ResourceNotFound', `Task ${taskId} not found`, { taskId });
 }
 
 export function deadlinePassed(ctx: Ctx, t: TaskWithRuns): boolean {
