@@ -41,6 +41,11 @@ export class Batcher<I, O> {
     private readonly options: BatcherOptions,
   ) {}
 
+  /** Items waiting for a lane (tests wait on it to know what the next batch will hold). */
+  get queued(): number {
+    return this.queue.length;
+  }
+
   submit(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });

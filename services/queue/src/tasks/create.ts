@@ -1,5 +1,6 @@
-// createTask: validate, authorize, check times, then one transaction that stores the task, joins
-// its group, records dependencies, schedules it when unblocked, and writes task-defined/pending.
+// createTask: validate, authorize, check times, then store the task, join its group, record its
+// dependencies, schedule it when unblocked and write task-defined/pending, in one transaction:
+// shared with other calls in flight (create-batch.ts) or, in the unusual cases, its own.
 import { isDeepStrictEqual } from 'node:util';
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
@@ -7,15 +8,18 @@ import { insertDependencies, lockDependencies } from '../deps/track.js';
 import type { ApiRequest } from '../http/endpoint.js';
 import { ApiError } from '../http/errors.js';
 import { maxHeaderBytes } from '../http/server.js';
-import { taskMessage, type OutboxMessage } from '../outbox/messages.js';
 import { writeOutbox } from '../outbox/write.js';
 import { addPendingRun } from '../runs/schedule.js';
+import { batchedTask, submitBatched } from './create-batch.js';
+import { newTaskMessages } from './new-task.js';
 import { prioritiesAtOrAbove } from './priority.js';
-import { toDefinition, toStatus, type TaskRow, type TaskStatus, type TaskWithRuns, loadTask } from './status.js';
+import { toDefinition, toStatus, type TaskRow, type TaskStatus, loadTask } from './status.js';
 
 const driftMs = 15 * 60 * 1000;
 /** 3/4 of the header limit, less room for the certificate's other fields and the other headers. */
 const maxTaskScopeBytes = Math.floor((maxHeaderBytes * 3) / 4) - 8 * 1024;
+/** Larger tasks are created alone: a batch of 50 of them would make one statement of many MB. */
+const maxBatchedTaskChars = 64 * 1024;
 
 export interface CreateTaskBody {
   taskQueueId?: string;
@@ -128,7 +132,26 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
     ever_resolved: false,
   };
 
-  const status = await ctx.db.transaction().execute(async (trx) => {
+  // Tasks without dependencies join a shared transaction with the other calls in flight; a task
+  // that depends on others locks them first (deps/track.ts), which stays a transaction of its own.
+  if (row.dependencies.length === 0) {
+    const item = batchedTask(ctx, row);
+    if (item.json.length <= maxBatchedTaskChars) {
+      const status = await submitBatched(item);
+      if (status) return { status };
+    }
+  }
+  return { status: await createAlone(ctx, row) };
+}
+
+/**
+ * One task in a transaction of its own: a task with dependencies, a large one, and whatever the
+ * batch left (an existing taskId, a group of another scheduler or sealed). The checks that answer
+ * an idempotent repeat or a conflict are here, and only here.
+ */
+async function createAlone(ctx: Ctx, row: TaskRow): Promise<TaskStatus> {
+  const { task_id: taskId, deadline, expires } = row;
+  return ctx.db.transaction().execute(async (trx) => {
     const dep = { taskId, dependencies: row.dependencies, requires: row.requires, deadline, expires };
     const satisfied = await lockDependencies(trx, dep);
 
@@ -184,15 +207,10 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
       throw new ApiError('RequestConflict', `taskGroupId ${row.task_group_id} is sealed; no tasks can be added to it`, { taskGroupId: row.task_group_id });
     }
 
-    const t: TaskWithRuns = { task: row, runs: [] };
-    const messages: OutboxMessage[] = [taskMessage('taskDefined', t)];
     const blocked = await insertDependencies(trx, dep, satisfied);
-    if (!blocked) {
-      const run = await addPendingRun(ctx, trx, t, 'scheduled');
-      messages.push(taskMessage('taskPending', t, { runId: run.run_id }));
-    }
+    const run = blocked ? undefined : await addPendingRun(ctx, trx, { task: row, runs: [] }, 'scheduled');
+    const { messages, status } = newTaskMessages(row, run);
     await writeOutbox(trx, ctx.config.exchangePrefix, messages);
-    return toStatus(t);
+    return status;
   });
-  return { status };
 }

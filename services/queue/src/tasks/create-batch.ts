@@ -1,0 +1,153 @@
+// createTask for many tasks in one transaction: concurrent calls of tasks without dependencies are
+// gathered by a Batcher and stored with one set-based statement plus the outbox write, so a batch
+// of N tasks costs BEGIN, 2 statements and COMMIT instead of 6 round trips per task.
+//
+// The batch stores only the plain case: a new task joining a group that is new, or has the same
+// schedulerId and is not sealed. Every other item (its taskId already exists, its group belongs to
+// another scheduler or is sealed, it repeats a taskId or claims a group for another scheduler
+// earlier in the same batch) is stored by nothing here and answered `undefined`: its caller runs it
+// alone (create.ts), after this batch has committed, where the checks and their 200s and 409s live.
+import { sql } from 'kysely';
+import type { Ctx } from '../context.js';
+import { Batcher, batcherPerDb, type Outcome } from '../db/batcher.js';
+import type { Db } from '../db/database.js';
+import type { OutboxMessage } from '../outbox/messages.js';
+import { writeOutbox } from '../outbox/write.js';
+import { pendingChannel, pendingRunRow } from '../runs/schedule.js';
+import { newTaskMessages } from './new-task.js';
+import { priorityNumber } from './priority.js';
+import type { TaskRow, TaskStatus } from './status.js';
+
+export interface BatchedTask {
+  ctx: Ctx;
+  row: TaskRow;
+  /** The row, its first run and its `pending` priority as one JSON object: the statement's input. */
+  json: string;
+  messages: OutboxMessage[];
+  /** The answer once stored. */
+  status: TaskStatus;
+}
+
+/** Everything of a batched create that needs no database, done per request before it queues. */
+export function batchedTask(ctx: Ctx, row: TaskRow): BatchedTask {
+  const run = pendingRunRow(row.task_id, 0, 'scheduled', ctx.clock.now());
+  const { messages, status } = newTaskMessages(row, run);
+  const json = JSON.stringify({ ...row, ...run, priority_number: priorityNumber(row.priority) });
+  return { ctx, row, json, messages, status };
+}
+
+// Two lanes: while one batch waits for its commit (the WAL flush), the next one gathers and runs,
+// so PostgreSQL never idles between batches; more lanes split the same calls into smaller batches
+// (more round trips and commits) and hold more of the pool, which claimWork's and the reports'
+// batchers share (default pool 20, tests 5: a lane holds one connection and never asks for a
+// second, so a small pool makes batches wait, not deadlock). 50 bounds a batch's statement
+// (create.ts keeps large tasks out) and its latency: at the bench's 50 concurrent lifecycles
+// about a third of them are in createTask at a time, so batches stay well below it.
+export const createBatchOptions = { maxBatch: 50, lanes: 2 };
+export const createBatcher = batcherPerDb((db: Db) => new Batcher((items: BatchedTask[]) => storeBatch(db, items), createBatchOptions));
+
+/** Resolves to the task's status once stored, or to `undefined` when it must be created alone. */
+export function submitBatched(item: BatchedTask): Promise<TaskStatus | undefined> {
+  return createBatcher(item.ctx.db).submit(item);
+}
+
+/** Thrown inside the transaction to roll it back: a group refused tasks the statement had stored. */
+class GroupTakenMeanwhile extends Error {}
+
+async function storeBatch(db: Db, items: BatchedTask[]): Promise<Array<Outcome<TaskStatus | undefined>>> {
+  const candidates = plainCandidates(items);
+  let stored: Set<BatchedTask>;
+  try {
+    stored = await db.transaction().execute(async (trx) => {
+      const { rows } = await storeStatement(candidates).execute(trx);
+      // The statement reads the groups from its snapshot; a group taken by another scheduler or
+      // sealed since then refuses its tasks in the upsert, after they were inserted. Rare: undo all.
+      if (rows.some((r) => !r.joined)) throw new GroupTakenMeanwhile();
+      const ids = new Set(rows.map((r) => r.task_id));
+      const done = new Set(candidates.filter((c) => ids.has(c.row.task_id)));
+      // after the statement, in the same order: writeOutbox draws the outbox ids (see its comment)
+      await writeOutbox(trx, items[0]!.ctx.config.exchangePrefix, [...done].flatMap((c) => c.messages));
+      return done;
+    });
+  } catch (err) {
+    if (!(err instanceof GroupTakenMeanwhile)) throw err;
+    stored = new Set();
+  }
+  return items.map((item) => ({ ok: true, value: stored.has(item) ? item.status : undefined }));
+}
+
+/**
+ * The items the statement may store: the first of each taskId, and in each group only the tasks
+ * with the group's first schedulerId (one upsert cannot give a group row two schedulers; the
+ * others get their 409 from the single path once the group is committed).
+ */
+function plainCandidates(items: BatchedTask[]): BatchedTask[] {
+  const taskIds = new Set<string>();
+  const schedulers = new Map<string, string>();
+  return items.filter(({ row }) => {
+    const scheduler = schedulers.get(row.task_group_id) ?? row.scheduler_id;
+    if (taskIds.has(row.task_id) || scheduler !== row.scheduler_id) return false;
+    taskIds.add(row.task_id);
+    schedulers.set(row.task_group_id, scheduler);
+    return true;
+  });
+}
+
+/**
+ * One statement for the whole batch (its text does not depend on the batch size, so it stays one
+ * prepared statement): the tasks, their groups, deadline rows, runs, `pending` rows, and one NOTIFY
+ * per task queue for waiting claimWork calls. Returns each inserted task and whether its group took
+ * it. Lock order as in the single path: the new task rows (by taskId), then the groups (by
+ * taskGroupId, so two batches in flight cannot deadlock); runs and `pending` are rows of our own
+ * new tasks, which no one else can lock.
+ */
+function storeStatement(items: BatchedTask[]) {
+  return sql<{ task_id: string; joined: boolean }>`
+    WITH i AS (
+      SELECT * FROM ROWS FROM (jsonb_to_recordset(${`[${items.map((i) => i.json).join(',')}]`}::jsonb) AS (
+        task_id text, task_queue_id text, scheduler_id text, project_id text, task_group_id text,
+        dependencies jsonb, requires text, routes jsonb, priority text, retries integer, retries_left integer,
+        created timestamptz, deadline timestamptz, expires timestamptz, scopes jsonb, payload jsonb,
+        metadata jsonb, tags jsonb, extra jsonb, ever_resolved boolean,
+        run_id integer, state text, reason_created text, scheduled timestamptz, priority_number integer
+      )) WITH ORDINALITY AS i),
+    t AS (
+      INSERT INTO tasks (task_id, task_queue_id, scheduler_id, project_id, task_group_id, dependencies, requires,
+        routes, priority, retries, retries_left, created, deadline, expires, scopes, payload, metadata, tags, extra, ever_resolved)
+      SELECT i.task_id, i.task_queue_id, i.scheduler_id, i.project_id, i.task_group_id, i.dependencies, i.requires,
+        i.routes, i.priority, i.retries, i.retries_left, i.created, i.deadline, i.expires, i.scopes, i.payload, i.metadata,
+        i.tags, i.extra, i.ever_resolved
+      FROM i
+      -- a group of another scheduler, or sealed: the task is left to the single path (a 409)
+      LEFT JOIN LATERAL (
+        -- LIMIT keeps this a lookup by primary key per task, whatever the planner thinks of the batch's size
+        SELECT scheduler_id, sealed FROM task_groups WHERE task_group_id = i.task_group_id LIMIT 1) existing ON true
+      WHERE existing.scheduler_id IS NULL OR (existing.scheduler_id = i.scheduler_id AND existing.sealed IS NULL)
+      ORDER BY i.task_id
+      ON CONFLICT (task_id) DO NOTHING
+      RETURNING task_id),
+    g AS (
+      -- one row per group: a multi-row upsert may not touch a row twice
+      INSERT INTO task_groups (task_group_id, scheduler_id, expires, sealed, unresolved)
+      SELECT i.task_group_id, i.scheduler_id, max(i.expires), NULL, count(*)
+      FROM t JOIN i USING (task_id)
+      GROUP BY i.task_group_id, i.scheduler_id
+      ORDER BY i.task_group_id
+      ON CONFLICT (task_group_id) DO UPDATE SET
+        unresolved = task_groups.unresolved + excluded.unresolved,
+        expires = greatest(task_groups.expires, excluded.expires)
+      WHERE task_groups.scheduler_id = excluded.scheduler_id AND task_groups.sealed IS NULL
+      RETURNING task_group_id),
+    ok AS (SELECT i.* FROM t JOIN i USING (task_id) JOIN g USING (task_group_id)),
+    d AS (INSERT INTO task_deadlines (task_id, deadline) SELECT task_id, deadline FROM ok),
+    r AS (
+      INSERT INTO runs (task_id, run_id, state, reason_created, scheduled)
+      SELECT task_id, run_id, state, reason_created, scheduled FROM ok),
+    p AS (
+      -- in request order: pending.seq is the FIFO order claimWork serves
+      INSERT INTO pending (task_queue_id, priority, task_id, run_id)
+      SELECT task_queue_id, priority_number, task_id, run_id FROM ok ORDER BY ordinality),
+    woken AS (SELECT count(pg_notify(${pendingChannel}, q)) FROM (SELECT DISTINCT task_queue_id AS q FROM ok) x)
+    SELECT t.task_id, g.task_group_id IS NOT NULL AS joined
+    FROM woken, t JOIN i USING (task_id) LEFT JOIN g USING (task_group_id)`;
+}
