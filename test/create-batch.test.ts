@@ -59,18 +59,37 @@ describe('createTask in shared transactions', () => {
     return r.rows[0].n;
   }
 
-  /** A transaction of the test's own, holding a lock until released. */
-  async function holdLock(statement: string, values: unknown[] = []): Promise<{ release(): Promise<void> }> {
+  /**
+   * A transaction of the test's own holding a lock while `during` runs; released when it returns
+   * `release()` or throws (so a failing check does not leave the service stuck behind it).
+   */
+  async function whileLocked<T>(statement: string, values: unknown[], during: (release: () => Promise<void>) => Promise<T>): Promise<T> {
     const c = new pg.Client({ connectionString: q.database.url });
     await c.connect();
     await c.query('BEGIN');
     await c.query(statement, values);
-    return {
-      async release() {
-        await c.query('COMMIT');
-        await c.end();
-      },
+    let open = true;
+    const release = async () => {
+      if (!open) return;
+      open = false;
+      await c.query('COMMIT');
+      await c.end();
     };
+    try {
+      return await during(release);
+    } finally {
+      await release();
+    }
+  }
+
+  /** Waits for a state the service reaches after HTTP calls (generously: the test process is the service too). */
+  async function reach(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
+    try {
+      await waitFor(what, check, { timeoutMs: 60_000 });
+    } catch (err) {
+      const batcher = createBatcher(db());
+      throw new Error(`${(err as Error).message} (queued ${batcher.queued}, stats ${JSON.stringify(batcher.stats)}, waiting for locks ${await lockWaiters()})`);
+    }
   }
 
   /** Every message and row of a task created just now, checked against the answer it got. */
@@ -131,16 +150,6 @@ describe('createTask in shared transactions', () => {
     listener.on('notification', (n) => notified.add(n.payload ?? ''));
     await listener.query(`LISTEN ${pendingChannel}`);
 
-    // every lane busy with a call stuck on a group row the test holds: the wave queues behind them
-    const hold = await holdLock('SELECT 1 FROM task_groups WHERE task_group_id = $1 FOR UPDATE', [blockGroup]);
-    const blockers: Array<{ call: Call; answer: Promise<Answer> }> = [];
-    for (let i = 1; i <= createBatchOptions.lanes; i++) {
-      const call = { taskId: slugid(), def: taskDef({ taskGroupId: blockGroup }) };
-      blockers.push({ call, answer: create(call) });
-      await waitFor(`${i} blocked lanes`, async () => (await lockWaiters()) === i);
-    }
-    const batchesBefore = batcher.stats.batches;
-
     const dup: Call = { taskId: slugid(), def: taskDef({ taskQueueId: queueA }) };
     const contestedId = slugid();
     const contested = [1, 2].map((n): Call => ({ taskId: contestedId, def: taskDef({ taskQueueId: queueB, payload: { n } }) }));
@@ -164,10 +173,21 @@ describe('createTask in shared transactions', () => {
     const large: Call = { taskId: slugid(), def: taskDef({ taskQueueId: queueA, payload: { blob: 'x'.repeat(70 * 1024) } }) };
 
     const countsBefore = await tableCounts(db());
-    const answers = batched.map(create);
-    const alone = [dependent, large].map(create);
-    await waitFor('the wave queued behind the busy lanes', () => batcher.queued === batched.length);
-    await hold.release();
+    // every lane busy with a call stuck on a group row the test holds: the wave queues behind them
+    const { blockers, batchesBefore, answers, alone } = await whileLocked(
+      'SELECT 1 FROM task_groups WHERE task_group_id = $1 FOR UPDATE', [blockGroup], async () => {
+        const blockers: Array<{ call: Call; answer: Promise<Answer> }> = [];
+        for (let i = 1; i <= createBatchOptions.lanes; i++) {
+          const call = { taskId: slugid(), def: taskDef({ taskGroupId: blockGroup }) };
+          blockers.push({ call, answer: create(call) });
+          await reach(`${i} blocked lanes`, async () => (await lockWaiters()) === i);
+        }
+        const batchesBefore = batcher.stats.batches;
+        const answers = batched.map(create);
+        const alone = [dependent, large].map(create);
+        await reach('the wave queued behind the busy lanes', () => batcher.queued === batched.length);
+        return { blockers, batchesBefore, answers, alone };
+      });
     const got = await Promise.all(answers);
     const [dependentAnswer, largeAnswer] = await Promise.all(alone);
     const at = (c: Call, n = 0) => got.filter((_, i) => batched[i] === c)[n]!;
@@ -247,7 +267,7 @@ describe('createTask in shared transactions', () => {
     assert.equal(countsAfter.outbox - countsBefore.outbox, 2 * created - 1);
     assert.equal(countsAfter.task_deadlines - countsBefore.task_deadlines, created);
     assert.equal(countsAfter.task_dependencies - countsBefore.task_dependencies, 1);
-    await waitFor('a NOTIFY for each queue', () => notified.has(queueA) && notified.has(queueB));
+    await reach('a NOTIFY for each queue', () => notified.has(queueA) && notified.has(queueB));
     await listener.end();
     assert.deepEqual(await invariantViolations(db()), []);
   });
@@ -260,12 +280,13 @@ describe('createTask in shared transactions', () => {
     const fallbacks = batcher.stats.fallbacks;
     // each batch stops at its outbox write: the first has inserted the group by then, and the
     // second, which read the groups before that commit, waits in its group upsert
-    const hold = await holdLock('LOCK TABLE outbox IN SHARE MODE');
-    const firstAnswer = create(first);
-    await waitFor('the first batch waiting', async () => (await lockWaiters()) === 1);
-    const secondAnswer = create(second);
-    await waitFor('the second batch waiting', async () => (await lockWaiters()) === 2);
-    await hold.release();
+    const [firstAnswer, secondAnswer] = await whileLocked('LOCK TABLE outbox IN SHARE MODE', [], async () => {
+      const firstAnswer = create(first);
+      await reach('the first batch waiting', async () => (await lockWaiters()) === 1);
+      const secondAnswer = create(second);
+      await reach('the second batch waiting', async () => (await lockWaiters()) === 2);
+      return [firstAnswer, secondAnswer];
+    });
     const a = await firstAnswer;
     assert.equal(a.code, 200, a.message);
     await assertStored(first.taskId, a.status, first.def);
