@@ -6,7 +6,8 @@ import { endpoint } from '../http/endpoint.js';
 import { ApiError } from '../http/errors.js';
 import { assertBeforeDeadline, withLockedTask } from '../runs/with-task.js';
 import { splitQueueId } from '../tasks/status.js';
-import { claimPending, claimUntil, finishClaims, type Claim, type Claimer } from './claim.js';
+import { claimPending, claimUntil, type Claim, type Claimer } from './claim.js';
+import { finishClaim } from './finish.js';
 import { markQueueSeen, markWorkerSeen } from './seen.js';
 
 // `db` is the caller's transaction when it has one: a second pool connection taken while holding
@@ -92,8 +93,7 @@ export const claimEndpoints = [
         if (await isQuarantined(ctx, trx, who)) return {};
         if (run.state === 'running' && run.worker_group === workerGroup && run.worker_id === workerId) {
           // the same worker asking again (a retried request): hand it the same claim
-          const [claim] = await finishClaims(ctx, trx, who, [{ task_id: taskId, run_id: runId }], new Date(run.taken_until!));
-          return claim;
+          return finishClaim(ctx, trx, who, taskId, runId, new Date(run.taken_until!));
         }
         if (run.state !== 'pending' || runId !== t.runs.length - 1) {
           throw new ApiError('RequestConflict', `Run ${runId} of task ${taskId} is ${run.state}, not pending; it cannot be claimed`);
@@ -105,8 +105,7 @@ export const claimEndpoints = [
           taken_until = ${takenUntil}, started = ${now} WHERE task_id = ${taskId} AND run_id = ${runId} AND state = 'pending'`.execute(trx);
         // lockTask makes this impossible; should it ever happen, roll back rather than hand the run out twice
         if (moved.numAffectedRows !== 1n) throw new Error(`run ${taskId}/${runId} left state pending under the task lock`);
-        const [claim] = await finishClaims(ctx, trx, who, [{ task_id: taskId, run_id: runId }], takenUntil);
-        return claim;
+        return finishClaim(ctx, trx, who, taskId, runId, takenUntil);
       });
     },
   }),

@@ -6,6 +6,8 @@ import type { OutboxMessage } from './messages.js';
 
 export const outboxChannel = 'conveyor_outbox';
 
+const xidAndNotify = sql`SELECT pg_current_xact_id() AS xid, pg_notify(${outboxChannel}, '') AS notified`;
+
 export async function writeOutbox(trx: Trx, exchangePrefix: string, messages: OutboxMessage[]): Promise<void> {
   if (messages.length === 0) return;
   // One statement. The notification is delivered at commit (PostgreSQL folds duplicates within a
@@ -18,8 +20,24 @@ export async function writeOutbox(trx: Trx, exchangePrefix: string, messages: Ou
   // each count). Measured for 20 messages: Node CPU 1.2 → 0.6 ms, round trip 5.8 → 4.1 ms.
   const rows = JSON.stringify(messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, cc: m.cc, body: m.body })));
   await sql`
-    WITH x AS MATERIALIZED (SELECT pg_current_xact_id() AS xid, pg_notify(${outboxChannel}, '') AS notified)
+    WITH x AS MATERIALIZED (${xidAndNotify})
     INSERT INTO outbox (exchange, routing_key, cc, body)
     SELECT ${exchangePrefix}::text || v.exchange, v.routing_key, ARRAY(SELECT jsonb_array_elements_text(v.cc)), v.body
     FROM x, jsonb_to_recordset(${rows}::jsonb) AS v (exchange text, routing_key text, cc jsonb, body jsonb)`.execute(trx);
+}
+
+/**
+ * The same insert as two entries of a WITH list (`outbox_xid`, `outbox_rows`), for a statement
+ * that writes other rows beside its messages: one round trip for both. The messages travel as
+ * one jsonb parameter, so the text is the same for any number of them (one prepared statement
+ * for batches of every size). Same xid guarantee as above: the rows join the materialized
+ * `outbox_xid`.
+ */
+export function outboxWith(exchangePrefix: string, messages: OutboxMessage[]) {
+  const rows = JSON.stringify(messages.map((m) => ({ e: exchangePrefix + m.exchange, k: m.routingKey, cc: m.cc, b: m.body })));
+  return sql`outbox_xid AS MATERIALIZED (${xidAndNotify}),
+    outbox_rows AS (
+      INSERT INTO outbox (exchange, routing_key, cc, body)
+      SELECT m->>'e', m->>'k', ARRAY(SELECT c FROM jsonb_array_elements_text(m->'cc') WITH ORDINALITY AS x (c, n) ORDER BY n), m->'b'
+      FROM outbox_xid, jsonb_array_elements(${rows}::jsonb) AS m)`;
 }

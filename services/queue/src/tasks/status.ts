@@ -72,10 +72,17 @@ function runFromJson(r: Record<string, unknown>): RunRow {
  */
 export async function loadTasks(db: Db | Trx, taskIds: string[]): Promise<TaskWithRuns[]> {
   if (taskIds.length === 0) return [];
-  const { rows } = await sql<TaskRow & { runs_json: Array<Record<string, unknown>> }>`
+  const { rows } = await sql<TaskRowWithRuns>`
     SELECT t.*, coalesce((SELECT json_agg(r ORDER BY r.run_id) FROM runs r WHERE r.task_id = t.task_id), '[]') AS runs_json
     FROM tasks t WHERE t.task_id = ANY(${taskIds}::text[])`.execute(db);
-  return rows.map(({ runs_json, ...task }) => ({ task, runs: runs_json.map(runFromJson) }));
+  return rows.map(fromRowWithRuns);
+}
+
+/** A `tasks` row with its runs as json in `runs_json`: what loadTasks (and claims/take.ts) read. */
+export type TaskRowWithRuns = TaskRow & { runs_json: Array<Record<string, unknown>> };
+
+export function fromRowWithRuns({ runs_json, ...task }: TaskRowWithRuns): TaskWithRuns {
+  return { task, runs: runs_json.map(runFromJson) };
 }
 
 const iso = (d: Date | string | null | undefined): string | undefined =>

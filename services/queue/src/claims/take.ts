@@ -1,0 +1,86 @@
+// The claim statement for a batch of claim requests: pending runs → running, and the claimed
+// tasks read back, in one round trip however many requests, queues and workers the batch holds.
+//
+// Two requests on one queue must never get the same run. SKIP LOCKED does not skip rows this
+// transaction has locked itself, so a pick per request would let both pick the same rows. Instead
+// the requests are added up per queue (one pick of sum(counts) per queue, priority then FIFO), and
+// the picked runs are dealt out in order: the earliest request of the queue gets the best n1 of
+// them, the next the following n2, and so on, so a request for n tasks never gets more than n.
+import { sql } from 'kysely';
+import type { Trx } from '../db/database.js';
+import { fromRowWithRuns, type TaskRowWithRuns, type TaskWithRuns } from '../tasks/status.js';
+import type { Claimer } from './claim.js';
+
+export interface ClaimRequest {
+  who: Claimer;
+  count: number;
+}
+
+export interface Taken {
+  t: TaskWithRuns;
+  runId: number;
+}
+
+/** Per request (same order), the runs it took, priority then FIFO. */
+export async function takePending(trx: Trx, requests: ClaimRequest[], now: Date, takenUntil: Date): Promise<Taken[][]> {
+  const asked = JSON.stringify(
+    requests.map((r, i) => ({ i, q: r.who.taskQueueId, g: r.who.workerGroup, w: r.who.workerId, n: r.count })),
+  );
+  // - a quarantined worker's request takes no tasks, so it holds back nothing meant for others;
+  // - a task past its deadline keeps its pending row (every pending run has one) until the
+  //   deadline resolver takes both away; the pick steps over it;
+  // - the run moves only if it is still pending (a stale pending row is dropped, as before);
+  // - the runs json is the task's other runs plus the row just written: the statement's snapshot
+  //   still shows the claimed run as pending.
+  // The planner cannot know how many requests and picks there are (a parameter, a LIMIT per
+  // queue); guessing high, it would hash-join whole tables. So every step that reaches a big
+  // table is one it must serve from an index: a scalar subquery per request for the quarantine
+  // check, and `= ANY (ARRAY(...))` on the key for pending, runs and tasks.
+  const { rows } = await sql<TaskRowWithRuns & { claim_request: number; claim_run_id: number }>`
+    WITH request AS (
+      -- request i takes its queue's picks before+1 .. before+n
+      SELECT r.*, sum(r.n) OVER (PARTITION BY r.q ORDER BY r.i) - r.n AS before
+      FROM jsonb_to_recordset(${asked}::jsonb) AS r (i int, q text, g text, w text, n int)
+      WHERE NOT coalesce((
+        SELECT w.quarantine_until > ${now} FROM workers w
+        WHERE w.task_queue_id = r.q AND w.worker_group = r.g AND w.worker_id = r.w), false)
+    ), wanted AS (
+      SELECT q, sum(n) AS n FROM request GROUP BY q
+    ), picked AS MATERIALIZED (
+      SELECT x.*, row_number() OVER (PARTITION BY x.task_queue_id ORDER BY x.priority DESC, x.seq) AS k
+      FROM wanted, LATERAL (
+        SELECT p.task_queue_id, p.task_id, p.run_id, p.priority, p.seq FROM pending p JOIN tasks t ON t.task_id = p.task_id
+        WHERE p.task_queue_id = wanted.q AND t.deadline > ${now}
+        ORDER BY p.priority DESC, p.seq
+        LIMIT wanted.n
+        FOR UPDATE OF p SKIP LOCKED) x
+    ), dealt AS MATERIALIZED (
+      SELECT p.task_id, p.run_id, p.priority, p.seq, r.i, r.g, r.w
+      FROM picked p JOIN request r ON r.q = p.task_queue_id AND p.k > r.before AND p.k <= r.before + r.n
+    ), taken AS (
+      DELETE FROM pending d USING dealt
+      WHERE d.task_id = ANY (ARRAY(SELECT task_id FROM dealt)) AND d.task_id = dealt.task_id AND d.run_id = dealt.run_id
+      RETURNING d.task_id, d.run_id
+    ), moved AS (
+      UPDATE runs r
+      SET state = 'running', worker_group = dealt.g, worker_id = dealt.w, taken_until = ${takenUntil}, started = ${now}
+      FROM taken JOIN dealt ON dealt.task_id = taken.task_id AND dealt.run_id = taken.run_id
+      WHERE r.task_id = ANY (ARRAY(SELECT task_id FROM taken)) AND r.task_id = taken.task_id AND r.run_id = taken.run_id
+        AND r.state = 'pending'
+      RETURNING r.*
+    )
+    SELECT dealt.i AS claim_request, m.run_id AS claim_run_id, t.*,
+      (SELECT json_agg(x ORDER BY x.run_id) FROM (
+        SELECT o.* FROM runs o WHERE o.task_id = m.task_id AND o.run_id <> m.run_id
+        UNION ALL SELECT m.*) x) AS runs_json
+    FROM moved m
+    JOIN dealt ON dealt.task_id = m.task_id AND dealt.run_id = m.run_id
+    JOIN tasks t ON t.task_id = m.task_id AND t.task_id = ANY (ARRAY(SELECT task_id FROM moved))
+    -- each worker gets its batch in claim order too: priority, then FIFO
+    ORDER BY dealt.i, dealt.priority DESC, dealt.seq`.execute(trx);
+  const taken: Taken[][] = requests.map(() => []);
+  for (const { claim_request, claim_run_id, ...row } of rows) {
+    taken[claim_request]!.push({ t: fromRowWithRuns(row), runId: claim_run_id });
+  }
+  return taken;
+}
