@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import taskcluster from 'taskcluster-client';
-import { claimBatcher, claimPending, type Claim } from '../services/queue/src/claims/claim.js';
+import { claimBatcher, claimPending } from '../services/queue/src/claims/claim.js';
 import { startTestQueue, type TestQueue } from './harness/service.js';
 import { slugid, taskDef, uniqueQueue } from './harness/tasks.js';
 import { invariantViolations } from './harness/invariants.js';
@@ -81,7 +81,7 @@ describe('claims served in shared transactions', () => {
     }
   }
 
-  function assertClaim(c: Claim | any, taskQueueId: string, workerId: string) {
+  function assertClaim(c: any, taskQueueId: string, workerId: string) {
     assert.equal(c.status.state, 'running');
     assert.equal(c.status.taskQueueId, taskQueueId);
     assert.equal(c.workerGroup, 'wg');
@@ -165,8 +165,9 @@ describe('claims served in shared transactions', () => {
     assert.deepEqual(w.recentTasks, ids.slice(-20).map((taskId) => ({ taskId, runId: 0 })));
   });
 
-  it('many concurrent claimWork long-polls over several queues: each run once, each answer within its count and in order', async () => {
+  it('many concurrent claimWork long-polls over several queues: each run once, each answer within its count and in order', async (t) => {
     made = [];
+    const before = { ...claimBatcher(q.service.ctx.db).stats };
     const queues = [uniqueQueue(), uniqueQueue(), uniqueQueue(), uniqueQueue()];
     const held = await quarantined(queues[0]!, 'held');
     for (const [i, tq] of queues.entries()) await make(tq, 8 + 3 * i, i);
@@ -188,6 +189,9 @@ describe('claims served in shared transactions', () => {
     await waitFor('long-polls waiting', () => waiting() > 0, { everyMs: 2 });
     for (const [i, tq] of queues.entries()) await make(tq, 6, i + 1);
     await claiming;
+    const stats = claimBatcher(q.service.ctx.db).stats;
+    t.diagnostic(`${stats.items - before.items} claim attempts in ${stats.batches - before.batches} transactions`);
+    assert.equal(stats.fallbacks, before.fallbacks);
 
     const byTask = new Map<string, Made>(made.map((m) => [m.taskId, m]));
     const handed: string[] = [];
