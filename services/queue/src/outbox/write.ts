@@ -18,26 +18,23 @@ export async function writeOutbox(trx: Trx, exchangePrefix: string, messages: Ou
   // The messages travel as one JSON array: the text is the same for any number of them, so it is
   // prepared once per connection (a VALUES list with 4 parameters a message was parsed anew for
   // each count). Measured for 20 messages: Node CPU 1.2 → 0.6 ms, round trip 5.8 → 4.1 ms.
+  await sql`WITH x AS MATERIALIZED (${xidAndNotify}) ${insertRows(exchangePrefix, messages, 'x')}`.execute(trx);
+}
+
+/** The INSERT of the messages, its rows joined to the materialized xid CTE named `xid`. */
+function insertRows(exchangePrefix: string, messages: OutboxMessage[], xid: string) {
   const rows = JSON.stringify(messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, cc: m.cc, body: m.body })));
-  await sql`
-    WITH x AS MATERIALIZED (${xidAndNotify})
+  return sql`
     INSERT INTO outbox (exchange, routing_key, cc, body)
     SELECT ${exchangePrefix}::text || v.exchange, v.routing_key, ARRAY(SELECT jsonb_array_elements_text(v.cc)), v.body
-    FROM x, jsonb_to_recordset(${rows}::jsonb) AS v (exchange text, routing_key text, cc jsonb, body jsonb)`.execute(trx);
+    FROM ${sql.table(xid)}, jsonb_to_recordset(${rows}::jsonb) AS v (exchange text, routing_key text, cc jsonb, body jsonb)`;
 }
 
 /**
  * The same insert as two entries of a WITH list (`outbox_xid`, `outbox_rows`), for a statement
- * that writes other rows beside its messages: one round trip for both. The messages travel as
- * one jsonb parameter, so the text is the same for any number of them (one prepared statement
- * for batches of every size). Same xid guarantee as above: the rows join the materialized
- * `outbox_xid`.
+ * that writes other rows beside its messages: one round trip for both. Same xid guarantee as
+ * above: the rows join the materialized `outbox_xid`.
  */
 export function outboxWith(exchangePrefix: string, messages: OutboxMessage[]) {
-  const rows = JSON.stringify(messages.map((m) => ({ e: exchangePrefix + m.exchange, k: m.routingKey, cc: m.cc, b: m.body })));
-  return sql`outbox_xid AS MATERIALIZED (${xidAndNotify}),
-    outbox_rows AS (
-      INSERT INTO outbox (exchange, routing_key, cc, body)
-      SELECT m->>'e', m->>'k', ARRAY(SELECT c FROM jsonb_array_elements_text(m->'cc') WITH ORDINALITY AS x (c, n) ORDER BY n), m->'b'
-      FROM outbox_xid, jsonb_array_elements(${rows}::jsonb) AS m)`;
+  return sql`outbox_xid AS MATERIALIZED (${xidAndNotify}), outbox_rows AS (${insertRows(exchangePrefix, messages, 'outbox_xid')})`;
 }
