@@ -1,16 +1,10 @@
 // Lists the SQL statements each call of one lifecycle sends (round trips to PostgreSQL).
-import pg from 'pg';
+import { logStatements } from './statement-log.js';
 import { startTestQueue } from '../../test/harness/service.js';
 import { LeanClient } from './lean-client.js';
 import { taskDefinition, type Job } from './workload.js';
 
-const log: string[] = [];
-const original = pg.Client.prototype.query as (...a: unknown[]) => unknown;
-(pg.Client.prototype as unknown as { query: unknown }).query = function (this: pg.Client, ...args: unknown[]) {
-  const a = args[0] as string | { text?: string };
-  log.push((typeof a === 'string' ? a : a?.text ?? '?').replace(/\s+/g, ' ').slice(0, 140));
-  return original.apply(this, args);
-};
+const log = logStatements();
 
 const q = await startTestQueue({ enableLoops: false });
 const client = new LeanClient(q.rootUrl, 1);

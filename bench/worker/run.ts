@@ -17,7 +17,7 @@ import { createTestDatabase } from '../../test/harness/db.js';
 import { startService } from '../lifecycle/service.js';
 import { Samples, latencyLine } from '../lifecycle/stats.js';
 import { machineBusySec, postgresCpuByPid, postgresCpuDelta, processCpuSec } from '../lifecycle/procstat.js';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -25,21 +25,28 @@ const { values: opt } = parseArgs({
     capacity: { type: 'string', default: '8' },
     'lifecycle-seconds': { type: 'string', default: '8' },
     breakdown: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    'generic-only': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (opt.help) {
   process.stdout.write(`node --import tsx bench/worker/run.ts [-- --tasks 1500 --capacity 8 --lifecycle-seconds 8 --breakdown]
-  --breakdown  also drain with SDK handlers that only spawn \`true\`, and that only upload a one-line live log
+  --breakdown     also drain with SDK handlers that only spawn \`true\`, and that only upload a one-line live log
+  --profile       run the queue service and the generic worker with --cpu-prof (profiles in bench/worker/profiles/)
+  --generic-only  skip the lifecycle and SDK phases (for profiling; no comparison figures)
 `);
   process.exit(0);
 }
 const backlog = Number(opt.tasks);
 const capacity = Number(opt.capacity);
 const mainTs = fileURLToPath(new URL('../../services/queue/src/main.ts', import.meta.url));
+const profileDir = fileURLToPath(new URL('./profiles/', import.meta.url));
+const profileArgs = opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+if (opt.profile) mkdirSync(profileDir, { recursive: true });
 
 const database = await createTestDatabase();
-const svc = await startService({ databaseUrl: database.url, env: { DB_POOL_SIZE: '20' } });
+const svc = await startService({ databaseUrl: database.url, env: { DB_POOL_SIZE: '20' }, nodeArgs: profileArgs });
 const { db } = createDb(database.url, 2);
 const http = await import('node:http');
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
@@ -158,20 +165,23 @@ async function drain(taskQueueId: string, payload: Record<string, unknown>, star
 
 try {
   process.stdout.write(`queue service pid ${svc.pid}; backlog ${backlog} tasks per worker phase; capacity ${capacity}\n`);
-  const life = await lifecycle(Number(opt['lifecycle-seconds']), capacity);
-  process.stdout.write(`lifecycle (create → claimWork → reportCompleted, ${capacity} loops): ${life.toFixed(0)} tasks/s\n`);
-  const life32 = await lifecycle(Number(opt['lifecycle-seconds']), 32);
-  process.stdout.write(`lifecycle (32 loops: what the queue takes with more in flight): ${life32.toFixed(0)} tasks/s\n`);
+  const compare = !opt['generic-only'];
+  const life = compare ? await lifecycle(Number(opt['lifecycle-seconds']), capacity) : NaN;
+  if (compare) process.stdout.write(`lifecycle (create → claimWork → reportCompleted, ${capacity} loops): ${life.toFixed(0)} tasks/s\n`);
+  const life32 = compare ? await lifecycle(Number(opt['lifecycle-seconds']), 32) : NaN;
+  if (compare) process.stdout.write(`lifecycle (32 loops: what the queue takes with more in flight): ${life32.toFixed(0)} tasks/s\n`);
 
-  const sdk = await drain('bench/sdk-noop', {}, async () => {
+  const sdk = !compare ? undefined : await drain('bench/sdk-noop', {}, async () => {
     const w = createWorker({
       rootUrl: svc.rootUrl, credentials: svc.credentials, taskQueueId: 'bench/sdk-noop',
       workerGroup: 'bench', workerId: 'sdk', capacity, handler: async () => {},
     });
     return { stop: () => w.stop(), pid: process.pid };
   });
-  process.stdout.write(`sdk no-op handler: ${sdk.perSec.toFixed(0)} tasks/s (${sdk.seconds.toFixed(1)} s)\n`);
-  process.stdout.write(`  ${latencyLine('claim → resolved', sdk.samples.summary())}\n`);
+  if (sdk) {
+    process.stdout.write(`sdk no-op handler: ${sdk.perSec.toFixed(0)} tasks/s (${sdk.seconds.toFixed(1)} s)\n`);
+    process.stdout.write(`  ${latencyLine('claim → resolved', sdk.samples.summary())}\n`);
+  }
 
   const sdkDrain = (name: string, handler: Parameters<typeof createWorker>[0]['handler']) =>
     drain(`bench/${name}`, {}, async () => {
@@ -186,7 +196,7 @@ try {
   }
 
   const generic = await drain('bench/generic', { command: ['true'], maxRunTime: 30 }, async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', mainTs, 'worker'], {
+    const child = spawn(process.execPath, [...profileArgs, '--import', 'tsx', mainTs, 'worker'], {
       env: {
         PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn',
         TASKCLUSTER_ROOT_URL: svc.rootUrl, TASKCLUSTER_CLIENT_ID: svc.credentials.clientId, TASKCLUSTER_ACCESS_TOKEN: svc.credentials.accessToken,
@@ -210,6 +220,7 @@ try {
   process.stdout.write(`  ${latencyLine('claim → resolved', generic.samples.summary())}\n`);
   process.stdout.write(`  machine CPU busy while draining: ${(generic.cpuBusy * 100).toFixed(0)}% of one core (2 cores = 200%)\n`);
   for (const [name, r] of [['sdk no-op', sdk], ['generic', generic]] as const) {
+    if (!r) continue;
     const c = r.cpu;
     process.stdout.write(
       `  CPU per task, ${name.padEnd(9)}: queue service ${c.service.toFixed(2)} ms, postgres ${c.postgres.toFixed(2)} ms, worker ${c.worker.toFixed(2)} ms, ` +
@@ -218,12 +229,17 @@ try {
   }
   process.stdout.write(
     `\nRESULT generic worker running \`true\` at capacity ${capacity}: ${generic.perSec.toFixed(0)} tasks/s ` +
-      `(target ≥ 100) — ${((generic.perSec / life) * 100).toFixed(0)}% of the bare lifecycle at the same concurrency (${life.toFixed(0)} tasks/s; ${life32.toFixed(0)} at 32), ` +
-      `${((generic.perSec / sdk.perSec) * 100).toFixed(0)}% of the SDK with a no-op handler (${sdk.perSec.toFixed(0)} tasks/s)\n`,
+      `(target ≥ 100)` +
+      (sdk
+        ? ` — ${((generic.perSec / life) * 100).toFixed(0)}% of the bare lifecycle at the same concurrency (${life.toFixed(0)} tasks/s; ${life32.toFixed(0)} at 32), ` +
+          `${((generic.perSec / sdk.perSec) * 100).toFixed(0)}% of the SDK with a no-op handler (${sdk.perSec.toFixed(0)} tasks/s)`
+        : '') +
+      '\n',
   );
 } finally {
   agent.destroy();
   await svc.stop();
+  if (opt.profile) process.stdout.write(`CPU profiles of the service and the worker written to ${profileDir}\n`);
   await db.destroy();
   await database.drop();
 }
