@@ -1,5 +1,6 @@
 // createArtifact: one transaction under the task lock (so the run cannot resolve half-way), the
-// same create twice is an idempotent success, a different one a 409.
+// same create twice is an idempotent success, a different one a 409. A new s3 artifact of a running
+// run (what workers do for every log) takes the one-statement path of fresh.ts instead.
 //
 // Presence and artifact-created: reference, link and error artifacts are present at once and their
 // artifact-created is written with them, on every create (as the reference does). An s3 artifact is
@@ -11,6 +12,7 @@ import type { Trx } from '../db/database.js';
 import { ApiError } from '../http/errors.js';
 import { withLockedTask } from '../runs/with-task.js';
 import { loadTask, type TaskWithRuns } from '../tasks/status.js';
+import { insertFreshS3 } from './fresh.js';
 import { artifactCreatedMessage, lockArtifact, type ArtifactRow, type BlobDetails } from './rows.js';
 import { putUrl, putUrlLifetimeMs } from './signing.js';
 
@@ -18,6 +20,7 @@ import { putUrl, putUrlLifetimeMs } from './signing.js';
 export const exceptionGraceMs = 25 * 60 * 1000;
 const pastSkewMs = 15 * 60 * 1000;
 const defaultContentType = 'application/binary';
+const maxRunId = 2 ** 31 - 1;
 
 export type CreateArtifactBody =
   | { storageType: 's3'; expires: string; contentType: string; contentLength?: number }
@@ -156,6 +159,20 @@ export async function createArtifact(ctx: Ctx, taskId: string, runId: number, na
       maxArtifactBytes: ctx.config.maxArtifactBytes,
     });
   }
+  const s3Answer = (row: ArtifactRow) => {
+    const urlExpires = new Date(Math.min(now.getTime() + putUrlLifetimeMs, new Date(row.expires).getTime()));
+    return {
+      storageType: 's3',
+      putUrl: putUrl(ctx, { taskId, runId, name, expires: urlExpires }),
+      expires: urlExpires.toISOString(),
+      contentType: row.content_type,
+    };
+  };
+  // (a run id beyond PostgreSQL's integer names no run: the locked path says so)
+  if (incoming.storageType === 's3' && runId <= maxRunId) {
+    const fresh = await insertFreshS3(ctx.db, { taskId, runId, name, contentType: incoming.contentType, details: incoming.details, expires: incoming.expires });
+    if (fresh) return s3Answer(fresh);
+  }
   if (!(await loadTask(ctx.db, taskId))) throw new ApiError('InputError', `Task ${taskId} not found`, { taskId });
 
   return withLockedTask(ctx, taskId, async (trx, t, emit) => {
@@ -172,12 +189,6 @@ export async function createArtifact(ctx: Ctx, taskId: string, runId: number, na
       emit(artifactCreatedMessage(t, row));
       return { storageType: row.storage_type };
     }
-    const urlExpires = new Date(Math.min(now.getTime() + putUrlLifetimeMs, new Date(row.expires).getTime()));
-    return {
-      storageType: 's3',
-      putUrl: putUrl(ctx, { taskId, runId, name, expires: urlExpires }),
-      expires: urlExpires.toISOString(),
-      contentType: row.content_type,
-    };
+    return s3Answer(row);
   });
 }
