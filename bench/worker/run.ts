@@ -7,6 +7,7 @@
 //               uploaded as an artifact, report).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
@@ -17,7 +18,7 @@ import { createTestDatabase } from '../../test/harness/db.js';
 import { startService } from '../lifecycle/service.js';
 import { Samples, latencyLine } from '../lifecycle/stats.js';
 import { machineBusySec, postgresCpuByPid, postgresCpuDelta, processCpuSec } from '../lifecycle/procstat.js';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -27,6 +28,7 @@ const { values: opt } = parseArgs({
     breakdown: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     'generic-only': { type: 'boolean', default: false },
+    checkout: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -35,18 +37,21 @@ if (opt.help) {
   --breakdown     also drain with SDK handlers that only spawn \`true\`, and that only upload a one-line live log
   --profile       run the queue service and the generic worker with --cpu-prof (profiles in bench/worker/profiles/)
   --generic-only  skip the lifecycle and SDK phases (for profiling; no comparison figures)
+  --checkout DIR  run the queue service and the generic worker of another checkout (before/after in one window)
 `);
   process.exit(0);
 }
 const backlog = Number(opt.tasks);
 const capacity = Number(opt.capacity);
-const mainTs = fileURLToPath(new URL('../../services/queue/src/main.ts', import.meta.url));
+const mainTs = opt.checkout
+  ? resolve(opt.checkout, 'services/queue/src/main.ts')
+  : fileURLToPath(new URL('../../services/queue/src/main.ts', import.meta.url));
 const profileDir = fileURLToPath(new URL('./profiles/', import.meta.url));
 const profileArgs = opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
 if (opt.profile) mkdirSync(profileDir, { recursive: true });
 
 const database = await createTestDatabase();
-const svc = await startService({ databaseUrl: database.url, env: { DB_POOL_SIZE: '20' }, nodeArgs: profileArgs });
+const svc = await startService({ databaseUrl: database.url, env: { DB_POOL_SIZE: '20' }, nodeArgs: profileArgs, mainTs });
 const { db } = createDb(database.url, 2);
 const http = await import('node:http');
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
@@ -117,15 +122,31 @@ async function runTimes(taskQueueId: string): Promise<{ samples: Samples; states
   return { samples, states };
 }
 
-/** CPU seconds of a process's own threads and of the children it has waited for (fields 14–17). */
-function cpuWithChildren(pid: number): { own: number; children: number } {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ').map(Number);
-    return { own: (f[11]! + f[12]!) / 100, children: (f[13]! + f[14]!) / 100 };
-  } catch {
-    return { own: 0, children: 0 };
+/** CPU seconds of a process's own threads, of its live child processes (the generic worker's
+ * helpers that start commands) and of the processes all of them have waited for (the commands). */
+function cpuOfTree(pid: number): { own: number; helpers: number; children: number } {
+  const stats = new Map<number, { ppid: number; own: number; children: number }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // fields after the command: state ppid … utime(14) stime(15) cutime(16) cstime(17)
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ').map(Number);
+      stats.set(Number(entry), { ppid: f[1]!, own: (f[11]! + f[12]!) / 100, children: (f[13]! + f[14]!) / 100 });
+    } catch {
+      // gone meanwhile
+    }
   }
+  const root = stats.get(pid);
+  if (!root) return { own: 0, helpers: 0, children: 0 };
+  const out = { own: root.own, helpers: 0, children: root.children };
+  for (const s of stats.values()) {
+    // the bench's own children are the queue service and the generic worker, not helpers
+    if (s.ppid !== pid || pid === process.pid) continue;
+    out.helpers += s.own;
+    out.children += s.children;
+  }
+  return out;
 }
 
 interface WorkerHandle {
@@ -141,16 +162,17 @@ async function drain(taskQueueId: string, payload: Record<string, unknown>, star
   const pg0 = postgresCpuByPid(database.name);
   const started = Date.now();
   const worker = await startWorker();
-  const w0 = cpuWithChildren(worker.pid);
+  const w0 = cpuOfTree(worker.pid);
   while ((await resolvedCount(taskQueueId)) < backlog) await new Promise((r) => setTimeout(r, 25));
   const seconds = (Date.now() - started) / 1000;
   const busy = machineBusySec() - busy0;
-  const w1 = cpuWithChildren(worker.pid);
+  const w1 = cpuOfTree(worker.pid);
   const perTaskMs = (sec: number) => (sec * 1000) / backlog;
   const cpu = {
     service: perTaskMs(processCpuSec(svc.pid) - svc0),
     postgres: perTaskMs(postgresCpuDelta(pg0, postgresCpuByPid(database.name))),
     worker: perTaskMs(w1.own - w0.own),
+    helpers: perTaskMs(w1.helpers - w0.helpers),
     commands: perTaskMs(w1.children - w0.children),
     machine: perTaskMs(busy),
   };
@@ -224,7 +246,7 @@ try {
     const c = r.cpu;
     process.stdout.write(
       `  CPU per task, ${name.padEnd(9)}: queue service ${c.service.toFixed(2)} ms, postgres ${c.postgres.toFixed(2)} ms, worker ${c.worker.toFixed(2)} ms, ` +
-        `its commands ${c.commands.toFixed(2)} ms; whole machine ${c.machine.toFixed(2)} ms (the rest: this bench's polling, other processes)\n`,
+        `its helper processes ${c.helpers.toFixed(2)} ms, its commands ${c.commands.toFixed(2)} ms; whole machine ${c.machine.toFixed(2)} ms (the rest: this bench's polling, other processes)\n`,
     );
   }
   process.stdout.write(

@@ -16,7 +16,7 @@ export interface WorkerConfig {
   liveLogIntervalMs: number;
   workDir: string;
   defaultMaxRunTimeSec: number;
-  spawnThreads: number;
+  spawnHelpers: number;
 }
 
 interface Key {
@@ -40,12 +40,12 @@ export const workerConfigKeys: Record<keyof WorkerConfig, Key> = {
   liveLogIntervalMs: { env: ['WORKER_LIVE_LOG_INTERVAL_MS'], doc: 'Least time between two uploads of public/logs/live.log while a task runs', default: '1000' },
   workDir: { env: ['WORKER_WORK_DIR'], doc: 'Where task directories are made (each removed after its task)', default: () => tmpdir() },
   defaultMaxRunTimeSec: { env: ['WORKER_DEFAULT_MAX_RUN_TIME'], doc: 'maxRunTime (seconds) of a payload that gives none', default: '3600' },
-  spawnThreads: { env: ['WORKER_SPAWN_THREADS'], doc: 'Threads that start task processes (starting one blocks its thread for milliseconds)', default: '2' },
+  spawnHelpers: { env: ['WORKER_SPAWN_HELPERS'], doc: 'Helper processes that start task processes (starting one blocks its helper for milliseconds)', default: '2' },
 };
 
 const identifier = /^[a-zA-Z0-9_-]{1,38}$/;
 const taskQueue = /^[a-zA-Z0-9_-]{1,38}\/[a-z]([-a-z0-9]{0,36}[a-z0-9])?$/;
-const numeric = new Set<keyof WorkerConfig>(['capacity', 'shutdownGraceMs', 'liveLogIntervalMs', 'defaultMaxRunTimeSec', 'spawnThreads']);
+const numeric = new Set<keyof WorkerConfig>(['capacity', 'shutdownGraceMs', 'liveLogIntervalMs', 'defaultMaxRunTimeSec', 'spawnHelpers']);
 
 export class WorkerConfigError extends Error {}
 
@@ -64,7 +64,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env, overrides
     }
     if (numeric.has(name)) {
       const n = Number(raw);
-      if (!Number.isInteger(n) || n < (name === 'capacity' || name === 'spawnThreads' ? 1 : 0)) problems.push(`${key.env[0]}=${JSON.stringify(raw)}: must be a whole number`);
+      if (!Number.isInteger(n) || n < (name === 'capacity' || name === 'spawnHelpers' ? 1 : 0)) problems.push(`${key.env[0]}=${JSON.stringify(raw)}: must be a whole number`);
       out[name] = n;
     } else {
       out[name] = raw;

@@ -2,7 +2,7 @@
 // its output in public/logs/live.log, upload the listed files, and map the outcome to a result:
 // exit 0 → completed; non-zero, killed, not startable, over maxRunTime → failed (the reason is the
 // log's last line); a payload that does not match the schema → exception/malformed-payload.
-import { mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { LiveLog, TaskContext, TaskHandler, TaskResult } from '@conveyor/worker';
 import type { WorkerConfig } from './config.js';
@@ -71,21 +71,15 @@ export function genericHandler(config: WorkerConfig, spawner: Spawner): TaskHand
     const log = task.liveLog({ intervalMs: config.liveLogIntervalMs, file: `${dir}.log` });
     try {
       await log.write(say(`task ${task.taskId} run ${task.runId}: ${JSON.stringify(payload.command)} in ${dir} (maxRunTime ${maxRunTime} s)`));
-      const output = await open(`${dir}.log`, 'a');
-      let result: CommandResult;
-      try {
-        result = await runCommand({
-          command: payload.command,
-          cwd: dir,
-          env: taskEnv(config, task, dir, payload),
-          maxRunTimeMs: maxRunTime * 1000,
-          signal: task.signal,
-          outputFd: output.fd,
-          spawner,
-        });
-      } finally {
-        await output.close();
-      }
+      const result = await runCommand({
+        command: payload.command,
+        cwd: dir,
+        env: taskEnv(config, task, dir, payload),
+        maxRunTimeMs: maxRunTime * 1000,
+        signal: task.signal,
+        outputPath: `${dir}.log`,
+        spawner,
+      });
       await log.write(say(`${outcomeLine(result, maxRunTime)} after ${(result.durationMs / 1000).toFixed(3)} s`));
       if (result.aborted || task.signal.aborted) return { status: 'exception', reason: 'worker-shutdown' }; // not reported: the SDK knows why
       const filesThere = await uploadFiles(task, dir, payload, log);

@@ -18,8 +18,8 @@ export interface CommandOptions {
   env: Record<string, string>;
   maxRunTimeMs: number;
   signal: AbortSignal;
-  /** Where stdout and stderr go. */
-  outputFd: number;
+  /** The file stdout and stderr are appended to. */
+  outputPath: string;
   spawner: Spawner;
 }
 
@@ -55,7 +55,7 @@ export async function runCommand(o: CommandOptions): Promise<CommandResult> {
   else o.signal.addEventListener('abort', onAbort, { once: true });
   try {
     const r = await o.spawner.run(
-      { file: file!, args, shell: typeof o.command === 'string', cwd: o.cwd, env: o.env, outputFd: o.outputFd },
+      { file: file!, args, shell: typeof o.command === 'string', cwd: o.cwd, env: o.env, outputPath: o.outputPath },
       (p) => {
         pid = p;
         // timed out or aborted before the process was running

@@ -5,7 +5,7 @@ import { genericHandler } from './handler.js';
 import { Spawner } from './spawner.js';
 
 export function startGenericWorker(config: WorkerConfig, log?: Logger): Worker {
-  const spawner = new Spawner(config.spawnThreads);
+  const spawner = new Spawner(config.spawnHelpers);
   const worker = createWorker({
     rootUrl: config.rootUrl,
     credentials: { clientId: config.clientId, accessToken: config.accessToken },
