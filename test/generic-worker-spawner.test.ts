@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Spawner, type SpawnRequest } from '../services/worker/src/spawner.js';
+import { isAlive } from './harness/processes.js';
 import { waitFor } from './harness/wait.js';
 
 describe('generic worker: starting processes', () => {
@@ -27,14 +28,6 @@ describe('generic worker: starting processes', () => {
     file: command[0]!, args: command.slice(1), shell: false, cwd: scratch, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     outputPath: join(scratch, `out-${n++}.log`), ...extra,
   });
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
 
   it('runs commands from its helpers: pid first, then the exit; stdout and stderr appended to the file', async () => {
     const spawner = make(2);
@@ -76,7 +69,7 @@ describe('generic worker: starting processes', () => {
     const r = await watched;
     assert.match(String(r.spawnError), /helper exited/);
     // the command outlived its helper: runCommand kills its process group when the result is in
-    assert.ok(alive(sleeper!));
+    assert.ok(isAlive(sleeper!));
     process.kill(-sleeper!, 'SIGKILL');
     const out = request(['echo', 'after']);
     assert.deepEqual(await spawner.run(out, () => {}), { exitCode: 0, signal: null });
@@ -88,7 +81,7 @@ describe('generic worker: starting processes', () => {
     const spawner = make(2);
     const helpers = spawner.helperPids;
     await spawner.stop();
-    await waitFor('the helpers to exit', () => helpers.every((pid) => !alive(pid)));
+    await waitFor('the helpers to exit', () => helpers.every((pid) => !isAlive(pid)));
     const r = await spawner.run(request(['true']), () => assert.fail('nothing starts after stop()'));
     assert.match(String(r.spawnError), /stopping/);
   });

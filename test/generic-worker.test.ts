@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Worker } from '@conveyor/worker';
 import { loadWorkerConfig, startGenericWorker } from '@conveyor/generic-worker';
+import { isAlive } from './harness/processes.js';
 import { startTestQueue, type TestQueue } from './harness/service.js';
 import { taskExchanges } from './harness/messages.js';
 import { slugid, taskDef, uniqueQueue } from './harness/tasks.js';
@@ -105,14 +106,7 @@ describe('generic worker', () => {
     assert.match(log!, /started/);
     assert.match(log!, /exceeded maxRunTime \(1 s\) and was killed/);
     const pid = Number((await import('node:fs')).readFileSync(pidFile, 'utf8'));
-    await waitFor('the background sleep is gone', () => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    });
+    await waitFor('the background sleep is gone', () => !isAlive(pid));
   });
 
   it('resolves a payload that does not match the schema as exception/malformed-payload', async () => {
