@@ -166,4 +166,15 @@ describe('generic worker', () => {
     assert.ok(!existsSync(dir), `${dir} was removed`);
     assert.ok(!existsSync(`${dir}.log`), 'and so was its log file');
   });
+
+  it('removes the task directory whatever the command left in it', async () => {
+    const empty = await submit({ command: 'pwd', maxRunTime: 30 });
+    const full = await submit({ command: 'pwd; mkdir -p a/b && echo x > a/b/file && echo y > top', maxRunTime: 30 });
+    for (const taskId of [empty, full]) {
+      assert.equal((await resolved(taskId)).state, 'completed');
+      const dir = /^(\/.*conveyor-task-.*)$/m.exec((await artifact(taskId, 'public/logs/live.log'))!)![1]!;
+      assert.ok(!existsSync(dir), `${dir} was removed`);
+      assert.ok(!existsSync(`${dir}.log`), 'and so was its log file');
+    }
+  });
 });

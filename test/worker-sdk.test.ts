@@ -3,6 +3,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { appendFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createWorker, TaskAborted, type RunOutcome, type TaskHandler, type Worker, type WorkerOptions } from '@conveyor/worker';
 import { startTestQueue, type TestQueue } from './harness/service.js';
@@ -198,6 +201,39 @@ describe('worker SDK', () => {
     const created = (await taskExchanges(q.service.ctx.db, taskId!)).filter((e) => e === 'artifact-created').length;
     assert.equal(created, 3, 'one artifact-created per upload: the report, the flush and the final log');
     await worker.stop();
+  });
+
+  it('a live log in a file others append to: a short task uploads it once, at the end, whole; a large one from the file', async () => {
+    const taskQueueId = uniqueQueue();
+    const [short, large] = await createTasks(taskQueueId, 2);
+    const dir = mkdtempSync(join(tmpdir(), 'sdk-live-log-'));
+    const read = async (taskId: string) =>
+      (await fetch(`${q.rootUrl}/api/queue/v1/task/${taskId}/runs/0/artifacts/public%2Flogs%2Flive.log`)).text();
+    const line = (i: number) => `line ${String(i).padStart(4, '0')} ${'x'.repeat(40)}\n`;
+    const files: string[] = [];
+    const { worker, outcomes } = start(taskQueueId, async (t) => {
+      const file = join(dir, `${t.taskId}.log`);
+      files.push(file);
+      // as the generic worker does: its own lines around a command's output appended to the file
+      const log = t.liveLog({ intervalMs: 60_000, spillBytes: 1024, file });
+      await log.write('header\n');
+      appendFileSync(file, t.taskId === short ? 'from the command\n' : Array.from({ length: 100 }, (_, i) => line(i)).join(''));
+      await log.write('trailer\n');
+    });
+    try {
+      await waitFor('both reported', () => outcomes.length === 2);
+      assert.equal(await read(short!), 'header\nfrom the command\ntrailer\n');
+      assert.equal(await read(large!), `header\n${Array.from({ length: 100 }, (_, i) => line(i)).join('')}trailer\n`);
+      for (const taskId of [short!, large!]) {
+        const exchanges = await taskExchanges(q.service.ctx.db, taskId);
+        assert.equal(exchanges.filter((e) => e === 'artifact-created').length, 1, 'one upload, at the end');
+        assert.ok(exchanges.indexOf('artifact-created') < exchanges.indexOf('task-completed'));
+      }
+      assert.deepEqual(files.filter((f) => existsSync(f)), [], 'the files are deleted after the final upload');
+    } finally {
+      await worker.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('SIGTERM: a worker process hands its running tasks back as worker-shutdown and exits', async () => {

@@ -47,11 +47,12 @@ export async function uploadArtifact(t: UploadTarget, body: UploadBody, cache?: 
 
 async function put(url: string, contentType: string, body: UploadBody, agent?: http.Agent): Promise<void> {
   const headers: Record<string, string | number> = { 'content-type': contentType };
-  let source: Readable;
+  // bytes in memory go out with end(); files and streams through a pipeline
+  let bytes: Uint8Array | undefined;
+  let source: Readable | undefined;
   if (typeof body === 'string' || body instanceof Uint8Array) {
-    const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+    bytes = typeof body === 'string' ? Buffer.from(body) : body;
     headers['content-length'] = bytes.byteLength;
-    source = Readable.from([bytes]);
   } else if (body instanceof Readable) {
     source = body;
   } else {
@@ -74,6 +75,7 @@ async function put(url: string, contentType: string, body: UploadBody, agent?: h
       res.on('error', reject);
     });
     req.on('error', reject);
-    pipeline(source, req).catch(reject);
+    if (source) pipeline(source, req).catch(reject);
+    else req.end(bytes);
   });
 }

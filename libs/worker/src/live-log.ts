@@ -5,7 +5,7 @@
 // close(). The log is kept in memory up to `spillBytes`, then in a temporary file — or, with
 // `file`, it is a file that others append to as well (a child process writing its output there).
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { appendFile, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { UploadBody } from './artifacts.js';
@@ -33,6 +33,8 @@ export class LiveLog {
   private readonly contentType: string;
   private readonly spillBytes: number;
   private readonly shared: string | undefined;
+  /** The shared file, opened once (append and read): each open/close is a round trip to the thread pool. */
+  private handle: FileHandle | undefined;
   private memory: Buffer[] = [];
   private dir: string | undefined;
   private file: WriteStream | undefined;
@@ -67,7 +69,7 @@ export class LiveLog {
     if (bytes.byteLength === 0) return Promise.resolve();
     return this.then(async () => {
       if (this.shared) {
-        await appendFile(this.shared, bytes);
+        await (await this.sharedFile()).write(bytes);
       } else if (!this.file && this.written + bytes.byteLength <= this.spillBytes) {
         this.memory.push(bytes);
       } else {
@@ -76,6 +78,26 @@ export class LiveLog {
       }
       this.written += bytes.byteLength;
     });
+  }
+
+  private async sharedFile(): Promise<FileHandle> {
+    // 'a+': writes append (as the others' do), reads take any position
+    return (this.handle ??= await open(this.shared!, 'a+'));
+  }
+
+  /** What the shared file holds: in memory up to `spillBytes` (one read), else streamed from the file. */
+  private async sharedBody(): Promise<{ size: number; body: UploadBody }> {
+    const file = await this.sharedFile();
+    const { size } = await file.stat();
+    if (size > this.spillBytes) return { size, body: { file: this.shared!, size } };
+    const bytes = Buffer.allocUnsafe(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await file.read(bytes, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return { size, body: bytes.subarray(0, got) };
   }
 
   private async spill(): Promise<void> {
@@ -101,11 +123,16 @@ export class LiveLog {
   /** Uploads what was written so far, unless that was uploaded already. */
   flush(): Promise<void> {
     return this.then(async () => {
-      const size = this.shared ? await stat(this.shared).then((s) => s.size, () => 0) : this.written;
+      let size = this.written;
+      let body: UploadBody;
+      try {
+        if (this.shared) ({ size, body } = await this.sharedBody());
+        else body = this.file ? { file: join(this.dir!, 'live.log'), size } : Buffer.concat(this.memory);
+      } catch (err) {
+        this.lastError = err;
+        return;
+      }
       if (size === this.uploaded) return;
-      const body: UploadBody = this.shared
-        ? size === 0 ? '' : { file: this.shared, size }
-        : this.file ? { file: join(this.dir!, 'live.log'), size } : Buffer.concat(this.memory);
       try {
         await this.upload(this.name, body, this.contentType);
         this.uploaded = size;
@@ -130,7 +157,10 @@ export class LiveLog {
     } finally {
       this.memory = [];
       if (this.dir) await rm(this.dir, { recursive: true, force: true });
-      if (this.shared) await rm(this.shared, { force: true });
+      if (this.shared) {
+        await this.handle?.close();
+        await unlink(this.shared).catch(() => {});
+      }
     }
   }
 }

@@ -2,7 +2,7 @@
 // its output in public/logs/live.log, upload the listed files, and map the outcome to a result:
 // exit 0 → completed; non-zero, killed, not startable, over maxRunTime → failed (the reason is the
 // log's last line); a payload that does not match the schema → exception/malformed-payload.
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { LiveLog, TaskContext, TaskHandler, TaskResult } from '@conveyor/worker';
 import type { WorkerConfig } from './config.js';
@@ -56,6 +56,15 @@ async function uploadFiles(task: TaskContext, dir: string, payload: GenericPaylo
   return allThere;
 }
 
+/** Most commands leave their directory empty: one rmdir then, a recursive removal otherwise. */
+async function removeDir(dir: string): Promise<void> {
+  try {
+    await rmdir(dir);
+  } catch {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 export function genericHandler(config: WorkerConfig, spawner: Spawner): TaskHandler {
   return async (task) => {
     const checked = checkPayload(task.task.payload);
@@ -86,7 +95,7 @@ export function genericHandler(config: WorkerConfig, spawner: Spawner): TaskHand
       const ok = !result.spawnError && !result.timedOut && result.exitCode === 0 && filesThere;
       return ok ? { status: 'completed' } : ({ status: 'failed' } satisfies TaskResult);
     } finally {
-      await rm(dir, { recursive: true, force: true });
+      await removeDir(dir);
     }
   };
 }
