@@ -73,10 +73,9 @@ export class QueueClient {
         headers['content-type'] = 'application/json';
         headers['content-length'] = payload.byteLength;
       }
-      const timeout = AbortSignal.timeout(this.options.timeoutMs ?? 30_000);
       let res: { status: number; contentType: string; text: string };
       try {
-        res = await send(url, { method, headers, agent: this.options.agent, signal: opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout }, payload);
+        res = await send(url, { method, headers, agent: this.options.agent }, this.options.timeoutMs ?? 30_000, opts.signal, payload);
       } catch (err) {
         if (opts.signal?.aborted || attempt >= retries) throw err;
         await sleep(backoff(attempt), opts.signal);
@@ -141,23 +140,49 @@ function backoff(attempt: number): number {
   return Math.min(30_000, 2 ** attempt * 100) * (0.75 + Math.random() * 0.5);
 }
 
+/**
+ * One attempt. The time limit is a timer and the caller's signal a listener, both dropped when the
+ * response has arrived: an AbortSignal.timeout per request (and AbortSignal.any to join it with the
+ * caller's) costs a worker ~60 µs of CPU per request here.
+ */
 function send(
   url: string,
-  opts: { method: string; headers: Record<string, string | number>; agent?: http.Agent; signal: AbortSignal },
+  opts: { method: string; headers: Record<string, string | number>; agent?: http.Agent },
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
   payload?: Buffer,
 ): Promise<{ status: number; contentType: string; text: string }> {
+  if (signal?.aborted) return Promise.reject(abortError(signal));
   const u = new URL(url);
   const transport = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const req = transport.request(u, opts, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), text: Buffer.concat(chunks).toString() }),
-      );
-      res.on('error', reject);
+      res.on('end', () => {
+        done();
+        resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), text: Buffer.concat(chunks).toString() });
+      });
+      res.on('error', fail);
     });
-    req.on('error', reject);
+    const timer = setTimeout(() => req.destroy(new Error(`${opts.method} ${u.pathname}: no answer within ${timeoutMs} ms`)), timeoutMs);
+    // as AbortSignal.timeout's: the request, not its time limit, keeps the process alive
+    timer.unref();
+    const onAbort = () => req.destroy(abortError(signal!));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+    function fail(err: Error) {
+      done();
+      reject(err);
+    }
+    req.on('error', fail);
     req.end(payload);
   });
+}
+
+function abortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError' });
 }
