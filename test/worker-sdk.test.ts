@@ -203,28 +203,31 @@ describe('worker SDK', () => {
     await worker.stop();
   });
 
-  it('a live log in a file others append to: a short task uploads it once, at the end, whole; a large one from the file', async () => {
+  it('a live log in a file others append to: a short task uploads it once, at the end, whole; larger ones too', async () => {
     const taskQueueId = uniqueQueue();
-    const [short, large] = await createTasks(taskQueueId, 2);
+    const [short, large, medium] = await createTasks(taskQueueId, 3);
     const dir = mkdtempSync(join(tmpdir(), 'sdk-live-log-'));
     const read = async (taskId: string) =>
       (await fetch(`${q.rootUrl}/api/queue/v1/task/${taskId}/runs/0/artifacts/public%2Flogs%2Flive.log`)).text();
     const line = (i: number) => `line ${String(i).padStart(4, '0')} ${'x'.repeat(40)}\n`;
+    const lines = (n: number) => Array.from({ length: n }, (_, i) => line(i)).join('');
     const files: string[] = [];
     const { worker, outcomes } = start(taskQueueId, async (t) => {
       const file = join(dir, `${t.taskId}.log`);
       files.push(file);
       // as the generic worker does: its own lines around a command's output appended to the file
-      const log = t.liveLog({ intervalMs: 60_000, spillBytes: 1024, file });
+      // large: beyond spillBytes, streamed from the file; medium: beyond the first read, within spillBytes
+      const log = t.liveLog({ intervalMs: 60_000, file, ...(t.taskId === medium ? {} : { spillBytes: 1024 }) });
       await log.write('header\n');
-      appendFileSync(file, t.taskId === short ? 'from the command\n' : Array.from({ length: 100 }, (_, i) => line(i)).join(''));
+      appendFileSync(file, t.taskId === short ? 'from the command\n' : lines(t.taskId === large ? 100 : 1000));
       await log.write('trailer\n');
     });
     try {
-      await waitFor('both reported', () => outcomes.length === 2);
+      await waitFor('all reported', () => outcomes.length === 3);
       assert.equal(await read(short!), 'header\nfrom the command\ntrailer\n');
-      assert.equal(await read(large!), `header\n${Array.from({ length: 100 }, (_, i) => line(i)).join('')}trailer\n`);
-      for (const taskId of [short!, large!]) {
+      assert.equal(await read(large!), `header\n${lines(100)}trailer\n`);
+      assert.equal(await read(medium!), `header\n${lines(1000)}trailer\n`);
+      for (const taskId of [short!, large!, medium!]) {
         const exchanges = await taskExchanges(q.service.ctx.db, taskId);
         assert.equal(exchanges.filter((e) => e === 'artifact-created').length, 1, 'one upload, at the end');
         assert.ok(exchanges.indexOf('artifact-created') < exchanges.indexOf('task-completed'));

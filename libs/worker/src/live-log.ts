@@ -25,6 +25,9 @@ export interface LiveLogOptions {
   file?: string;
 }
 
+/** The first read of a shared log file: a log this small needs no other call. */
+const firstReadBytes = 16 * 1024;
+
 export type Upload = (name: string, body: UploadBody, contentType: string) => Promise<void>;
 
 export class LiveLog {
@@ -85,19 +88,25 @@ export class LiveLog {
     return (this.handle ??= await open(this.shared!, 'a+'));
   }
 
-  /** What the shared file holds: in memory up to `spillBytes` (one read), else streamed from the file. */
+  /**
+   * What the shared file holds: in memory up to `spillBytes`, else streamed from the file. A small
+   * log (most are) is one read, without asking for its size first.
+   */
   private async sharedBody(): Promise<{ size: number; body: UploadBody }> {
     const file = await this.sharedFile();
+    const first = Buffer.allocUnsafe(Math.min(this.spillBytes + 1, firstReadBytes));
+    const { bytesRead } = await file.read(first, 0, first.length, 0);
+    if (bytesRead < first.length) return { size: bytesRead, body: first.subarray(0, bytesRead) };
     const { size } = await file.stat();
     if (size > this.spillBytes) return { size, body: { file: this.shared!, size } };
     const bytes = Buffer.allocUnsafe(size);
     let got = 0;
     while (got < size) {
-      const { bytesRead } = await file.read(bytes, got, size - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
+      const { bytesRead: n } = await file.read(bytes, got, size - got, got);
+      if (n === 0) break;
+      got += n;
     }
-    return { size, body: bytes.subarray(0, got) };
+    return { size: got, body: bytes.subarray(0, got) };
   }
 
   private async spill(): Promise<void> {

@@ -23,50 +23,28 @@ export interface CommandOptions {
   spawner: Spawner;
 }
 
-function killGroup(pid: number | undefined): void {
-  if (!pid) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // ESRCH: the group is gone already
-  }
-}
-
 export async function runCommand(o: CommandOptions): Promise<CommandResult> {
   const started = Date.now();
   const [file, ...args] = typeof o.command === 'string' ? [o.command] : o.command;
-  let pid: number | undefined;
-  let kill = false;
   let timedOut = false;
   let aborted = false;
-  const stop = () => {
-    kill = true;
-    killGroup(pid);
-  };
+  // the helper kills the process group when the command has exited: what it left running goes too
+  const spawned = o.spawner.run({ file: file!, args, shell: typeof o.command === 'string', cwd: o.cwd, env: o.env, outputPath: o.outputPath });
   const timer = setTimeout(() => {
     timedOut = true;
-    stop();
+    spawned.kill();
   }, o.maxRunTimeMs);
   const onAbort = () => {
     aborted = true;
-    stop();
+    spawned.kill();
   };
   if (o.signal.aborted) onAbort();
   else o.signal.addEventListener('abort', onAbort, { once: true });
   try {
-    const r = await o.spawner.run(
-      { file: file!, args, shell: typeof o.command === 'string', cwd: o.cwd, env: o.env, outputPath: o.outputPath },
-      (p) => {
-        pid = p;
-        // timed out or aborted before the process was running
-        if (kill) killGroup(p);
-      },
-    );
+    const r = await spawned.done;
     return { ...r, timedOut, aborted, durationMs: Date.now() - started };
   } finally {
     clearTimeout(timer);
     o.signal.removeEventListener('abort', onAbort);
-    // the command is gone; what it left running in the background goes too
-    killGroup(pid);
   }
 }

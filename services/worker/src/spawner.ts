@@ -4,11 +4,16 @@
 // the child has not exec'd yet is a copy-on-write fault. Measured per `true` with 8 in flight on
 // this 2-core machine: ~3.6 ms of CPU started from threads of a 180 MB process, ~2.1 ms through a
 // helper (a bare `node` of ~40 MB; the `true` itself included), and 8 → 4 ms of wall time each.
-// A helper starts one process per message, opens the task's log file for it (stdout and stderr, one
-// O_APPEND descriptor: their lines interleave as written, and nothing is pumped through pipes),
-// reports the pid once it runs, then its exit. A helper that dies fails the processes it was
-// starting or watching (runCommand then kills their process groups) and is replaced for the next
-// ones. Helpers exit when the worker does: their IPC channel closes.
+//
+// A helper starts one process per message in its own process group, opens the task's log file for
+// it (stdout and stderr, one O_APPEND descriptor: their lines interleave as written, and nothing is
+// pumped through pipes), kills the group on request, and when the process has exited kills the
+// group too (what it left running in the background) and reports the exit. Each message between
+// processes costs both sides a system call and a wake-up, so a command that ends quickly costs one
+// message each way; one still running after `pidAfterMs` also reports its pid, so the worker can
+// kill its group itself should the helper die. A helper that dies fails the commands it was
+// watching (those whose pid it reported are killed; younger ones are left to end by themselves) and
+// is replaced for the next ones. Helpers exit when the worker does: their IPC channel closes.
 import { spawn, type ChildProcess } from 'node:child_process';
 
 export interface SpawnRequest {
@@ -27,13 +32,34 @@ export interface SpawnResult {
   spawnError?: Error;
 }
 
+export interface Spawned {
+  /** Resolves once the process has exited and its process group was killed. */
+  done: Promise<SpawnResult>;
+  /** Kills the process group (SIGKILL), now or as soon as the process runs. */
+  kill(): void;
+  /** The process id, once the helper reported it (a command running longer than pidAfterMs). */
+  pid(): number | undefined;
+}
+
+const pidAfterMs = 50;
+
 // Plain JavaScript run by a bare `node -e`: no TypeScript loader, as little memory as Node takes.
 const helperCode = `
 const { spawn } = require('node:child_process');
 const { openSync, closeSync } = require('node:fs');
 const send = (m) => { if (process.connected) process.send(m); };
 const message = (err) => String((err && err.message) || err);
-process.on('message', ({ id, file, args, shell, cwd, env, outputPath }) => {
+const killGroup = (pid) => {
+  try { process.kill(-pid, 'SIGKILL'); } catch {}
+};
+const running = new Map();
+process.on('message', (m) => {
+  if (m.kind === 'kill') {
+    const child = running.get(m.id);
+    if (child && child.pid) killGroup(child.pid);
+    return;
+  }
+  const { id, file, args, shell, cwd, env, outputPath } = m;
   let fd;
   let child;
   try {
@@ -46,10 +72,16 @@ process.on('message', ({ id, file, args, shell, cwd, env, outputPath }) => {
     // the child has its own copy once spawn() returns
     if (fd !== undefined) closeSync(fd);
   }
+  running.set(id, child);
   let error;
-  child.on('spawn', () => send({ id, kind: 'pid', pid: child.pid }));
+  const pidReport = child.pid ? setTimeout(() => send({ id, kind: 'pid', pid: child.pid }), ${pidAfterMs}) : undefined;
   child.on('error', (err) => { error = message(err); });
-  child.on('close', (exitCode, signal) => send({ id, kind: 'exit', exitCode, signal, error }));
+  child.on('close', (exitCode, signal) => {
+    clearTimeout(pidReport);
+    running.delete(id);
+    if (child.pid) killGroup(child.pid);
+    send({ id, kind: 'exit', exitCode, signal, error });
+  });
 });
 process.on('disconnect', () => process.exit(0));
 `;
@@ -64,8 +96,16 @@ interface HelperMessage {
 }
 
 interface Pending {
-  onPid(pid: number): void;
+  pid?: number;
   resolve(r: SpawnResult): void;
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // ESRCH: the group is gone already
+  }
 }
 
 class Helper {
@@ -80,7 +120,7 @@ class Helper {
       const p = this.pending.get(m.id);
       if (!p) return;
       if (m.kind === 'pid') {
-        p.onPid(m.pid!);
+        p.pid = m.pid;
         return;
       }
       this.pending.delete(m.id);
@@ -93,7 +133,10 @@ class Helper {
         if (gone) return;
         gone = true;
         onGone(this);
-        for (const p of this.pending.values()) p.resolve({ exitCode: null, signal: null, spawnError: err });
+        for (const p of this.pending.values()) {
+          if (p.pid) killGroup(p.pid);
+          p.resolve({ exitCode: null, signal: null, spawnError: err });
+        }
         this.pending.clear();
         resolve();
       };
@@ -108,7 +151,14 @@ class Helper {
     // a command being watched keeps the worker alive (its exit, or the helper's), an idle helper does not
     this.process.ref();
     this.process.channel?.ref();
-    this.process.send({ id, ...req });
+    this.process.send({ id, kind: 'run', ...req });
+  }
+
+  kill(id: number): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    if (p.pid) killGroup(p.pid);
+    else if (this.process.connected) this.process.send({ id, kind: 'kill' });
   }
 
   private idleUnlessBusy(): void {
@@ -140,11 +190,16 @@ export class Spawner {
     return this.helpers.flatMap((h) => (h?.process.pid ? [h.process.pid] : []));
   }
 
-  /** Starts the process; `onPid` once it runs; resolves when it has exited. */
-  run(req: SpawnRequest, onPid: (pid: number) => void): Promise<SpawnResult> {
-    if (this.stopped) return Promise.resolve({ exitCode: null, signal: null, spawnError: new Error('the worker is stopping') });
+  /** Starts the process in its own process group. */
+  run(req: SpawnRequest): Spawned {
+    if (this.stopped) {
+      return { done: Promise.resolve({ exitCode: null, signal: null, spawnError: new Error('the worker is stopping') }), kill() {}, pid: () => undefined };
+    }
     const helper = this.helper(this.nextHelper++ % this.helpers.length);
-    return new Promise((resolve) => helper.run(this.nextId++, req, { onPid, resolve }));
+    const id = this.nextId++;
+    let pending!: Pending;
+    const done = new Promise<SpawnResult>((resolve) => helper.run(id, req, (pending = { resolve })));
+    return { done, kill: () => helper.kill(id), pid: () => pending.pid };
   }
 
   async stop(): Promise<void> {
