@@ -3,6 +3,7 @@
 // locked path; a body of one chunk is checked under the completing transaction's lock, a larger
 // one before its body is read (artifacts/transfer.ts).
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -155,4 +156,40 @@ describe('createArtifact and uploads: fast and locked paths', () => {
       assert.deepEqual(events.map((e) => e.body.artifact.name), ['ok', 'ok']);
     });
   }
+
+  it('refuses to complete an upload of several chunks whose artifact, or whose stored row, went while it was sent', async () => {
+    const db = q.service.ctx.db;
+    const size = 2 * chunk + 10;
+    const body = Buffer.concat([...pattern(size)]);
+    for (const [gone, message] of [
+      ['artifact', /no longer exists \(it expired during the upload\)/],
+      ['upload', /deleted before it completed/],
+    ] as const) {
+      const { taskId, runId, worker } = await claimedRun(q);
+      const created = await worker.createArtifact(taskId, runId, 'cut', s3());
+      const req = http.request(created.putUrl, { method: 'PUT', headers: { 'content-length': size } });
+      const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+        });
+        req.on('error', reject);
+      });
+      // all but the last byte: both full chunks are stored, the tail waits for the end of the body
+      req.write(body.subarray(0, size - 1));
+      const stored = await waitFor('the upload to store its full chunks', async () =>
+        (await sql<{ upload_id: string }>`
+          SELECT u.upload_id FROM artifact_uploads u WHERE task_id = ${taskId}
+          AND (SELECT count(*) FROM artifact_chunks c WHERE c.upload_id = u.upload_id) = 2`.execute(db)).rows[0]?.upload_id);
+      if (gone === 'artifact') await sql`DELETE FROM artifacts WHERE task_id = ${taskId} AND name = 'cut'`.execute(db);
+      else await sql`DELETE FROM artifact_uploads WHERE upload_id = ${stored}`.execute(db);
+      req.end(body.subarray(size - 1));
+      const r = await answer;
+      assert.equal(r.status, 410, r.body);
+      assert.equal(JSON.parse(r.body).code, 'ResourceExpired');
+      assert.match(JSON.parse(r.body).message, message);
+      assert.equal((await outboxRows(db, { taskId, exchange: 'artifact-created' })).length, 0);
+    }
+  });
 });

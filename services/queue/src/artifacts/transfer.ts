@@ -8,9 +8,9 @@ import type { Ctx } from '../context.js';
 import { ApiError } from '../http/errors.js';
 import { BlobReader } from './blob-reader.js';
 import { TooLarge, writeChunks, type Written } from './chunks.js';
-import { completeUpload } from './complete.js';
+import { completeUpload, type UploadTarget } from './complete.js';
 import { parseRange } from './range.js';
-import { loadArtifact, type ArtifactRow, type BlobDetails } from './rows.js';
+import { loadArtifact, type BlobDetails } from './rows.js';
 import { downloadPath, uploadPath, verifyToken } from './signing.js';
 
 /** An upload that has not completed after this long is garbage (its process died, or its client). */
@@ -49,7 +49,7 @@ async function upload(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
   // A body of one chunk at most is read first and these checks run on the row the completing
   // transaction locks anyway (one round trip less for every log upload); a larger one is checked
   // before its body is read, so a refused upload is not read at all.
-  const checkTarget: (row: ArtifactRow | undefined) => asserts row is ArtifactRow = (row) => {
+  const checkTarget: (row: UploadTarget | undefined) => asserts row is UploadTarget = (row) => {
     if (!row || row.storage_type !== 's3') {
       refuse(reply, new ApiError('ResourceNotFound', `Artifact ${name} of run ${runId} of task ${taskId} does not exist (any more); create it again`));
     }
