@@ -163,7 +163,9 @@ async function drain(taskQueueId: string, payload: Record<string, unknown>, star
   const started = Date.now();
   const worker = await startWorker();
   const w0 = cpuOfTree(worker.pid);
-  while ((await resolvedCount(taskQueueId)) < backlog) await new Promise((r) => setTimeout(r, 25));
+  // the rate comes from the runs' timestamps, so polling slowly loses nothing; polling every 25 ms
+  // put the polling query on PostgreSQL (counted as the queue's) 40 times a second
+  while ((await resolvedCount(taskQueueId)) < backlog) await new Promise((r) => setTimeout(r, 100));
   const seconds = (Date.now() - started) / 1000;
   const busy = machineBusySec() - busy0;
   const w1 = cpuOfTree(worker.pid);
