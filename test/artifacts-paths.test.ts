@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
 import taskcluster from 'taskcluster-client';
+import { completionBatcher } from '../services/queue/src/artifacts/complete.js';
 import { claimedRun, httpRequest, inOneHour, json, pattern, rejectsWith } from './harness/artifacts.js';
 import { resetClock, shiftClock } from './harness/clock.js';
 import { outcome } from './harness/concurrency.js';
@@ -190,6 +191,71 @@ describe('createArtifact and uploads: fast and locked paths', () => {
       assert.equal(JSON.parse(r.body).code, 'ResourceExpired');
       assert.match(JSON.parse(r.body).message, message);
       assert.equal((await outboxRows(db, { taskId, exchange: 'artifact-created' })).length, 0);
+    }
+  });
+
+  it('completes uploads that arrive together in one transaction, each answered as if alone', async () => {
+    const db = q.service.ctx.db;
+    const batcher = completionBatcher(q.service.ctx);
+    const runs = await Promise.all(Array.from({ length: 7 }, () => claimedRun(q)));
+    const [x, y, a, b, c, d, e] = runs;
+    const create = (r: (typeof runs)[number], name: string, extra: Record<string, unknown> = {}) => r.worker.createArtifact(r.taskId, r.runId, name, s3('text/plain', extra));
+    const put = (url: string, body: Buffer) => httpRequest(url, { method: 'PUT', headers: { 'content-length': body.length }, body });
+    const bytes = (n: number, seed: number) => Buffer.concat([...pattern(n, seed)]);
+    const [holdX, holdY, logA, logB, logC, sizedD, goneE] = await Promise.all([
+      create(x!, 'hold'), create(y!, 'hold'), create(a!, 'log'), create(b!, 'log'), create(c!, 'log'), create(d!, 'sized', { contentLength: 11 }), create(e!, 'gone'),
+    ]);
+    await sql`DELETE FROM artifacts WHERE task_id = ${e!.taskId} AND name = 'gone'`.execute(db);
+
+    // both lanes wait on task locks held here, so what comes next waits for a lane, together
+    const holder = new pg.Client({ connectionString: q.database.url });
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM tasks WHERE task_id = ANY($1) FOR UPDATE', [[x!.taskId, y!.taskId]]);
+    const before = { ...batcher.stats };
+    const held = [put(holdX.putUrl, bytes(10, 1)), put(holdY.putUrl, bytes(10, 2))];
+    const lockWaits = async () =>
+      (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(db)).rows[0]!.n;
+    await waitFor('both lanes to wait on the held tasks', async () => (await lockWaits()) === 2);
+    const calls = {
+      oneChunk: put(logA.putUrl, bytes(100, 3)),
+      severalChunks: put(logB.putUrl, bytes(3 * chunk + 1, 4)),
+      firstOfTwo: put(logC.putUrl, bytes(50, 5)),
+      secondOfTwo: put(logC.putUrl, bytes(60, 6)),
+      declared: put(sizedD.putUrl, bytes(10, 7)),
+      noArtifact: put(goneE.putUrl, bytes(10, 8)),
+    };
+    await waitFor('the six uploads to wait for a lane', () => batcher.queued === 6);
+    await holder.query('COMMIT');
+    await holder.end();
+    const r = Object.fromEntries(await Promise.all(Object.entries(calls).map(async ([k, p]) => [k, await p] as const)));
+    for (const h of await Promise.all(held)) assert.equal(h.status, 200);
+    const after = batcher.stats;
+    assert.deepEqual([after.batches - before.batches, after.items - before.items, after.fallbacks - before.fallbacks], [3, 8, 0]);
+
+    const content = async (run: (typeof runs)[number], name: string) => (await httpRequest((await q.queue().getArtifact(run.taskId, run.runId, name)).url)).body;
+    const events = async (run: (typeof runs)[number]) => (await outboxRows(db, { taskId: run.taskId, exchange: 'artifact-created' })).length;
+    assert.equal(r.oneChunk!.status, 200);
+    assert.ok((await content(a!, 'log')).equals(bytes(100, 3)));
+    assert.equal(r.severalChunks!.status, 200);
+    assert.ok((await content(b!, 'log')).equals(bytes(3 * chunk + 1, 4)));
+    assert.equal(await events(a!), 1);
+    assert.equal(await events(b!), 1);
+    // the same artifact twice: both complete, in turn; the one that came second is the content
+    assert.equal(r.firstOfTwo!.status, 200);
+    assert.equal(r.secondOfTwo!.status, 200);
+    const c2 = await content(c!, 'log');
+    assert.ok(c2.equals(bytes(50, 5)) || c2.equals(bytes(60, 6)));
+    assert.equal(await events(c!), 2);
+    const uploadsC = (await sql<{ expires: Date | null; size: string }>`SELECT expires, size FROM artifact_uploads WHERE task_id = ${c!.taskId}`.execute(db)).rows;
+    assert.deepEqual(uploadsC.map((u) => [Number(u.size), u.expires === null]).sort(), [[50, c2.length === 50], [60, c2.length === 60]].sort());
+    assert.equal(r.declared!.status, 400);
+    assert.match(json(r.declared!).message, /Content-Length is 10, but createArtifact declared contentLength 11/);
+    assert.equal(r.noArtifact!.status, 404);
+    assert.equal(json(r.noArtifact!).code, 'ResourceNotFound');
+    for (const run of [d!, e!]) {
+      assert.equal(await events(run), 0);
+      assert.equal((await sql<{ n: number }>`SELECT count(*)::int AS n FROM artifact_uploads WHERE task_id = ${run.taskId}`.execute(db)).rows[0]!.n, 0);
     }
   });
 });

@@ -1,15 +1,29 @@
-// The end of an upload: in one transaction under the task lock, the last chunk is stored (with the
-// upload's row, for an upload of one chunk), the upload becomes the artifact's content, the
-// artifact becomes present and its artifact-created goes into the outbox. A previous upload (a
-// worker that uploaded twice) is handed to the artifact loop to delete. After the task lock, the
-// artifact's lock and all the writes are one statement: a log upload is the most frequent write
-// after the lifecycle's own.
+// The end of an upload: under the task's lock, the last chunk is stored (with the upload's row, for
+// an upload of one chunk), the upload becomes the artifact's content, the artifact becomes present
+// and its artifact-created goes into the outbox. A previous upload (a worker that uploaded twice)
+// is handed to the artifact loop to delete.
+//
+// Uploads that complete together share one transaction (db/batcher.ts): workers upload a log for
+// every task, and with a few tasks in flight their completions overlap (bench/worker measured two
+// or more in flight for most of them). Per batch, whatever its size: lock the tasks (one statement,
+// in task_id order), lock their pending rows and the artifacts (one statement), read the tasks and
+// runs, check each upload against its artifact as it is, write every upload that passes (one
+// statement), write the outbox — 7 round trips with BEGIN and COMMIT, what one upload alone took.
+//
+// Lock order (runs/README.md): task rows first, sorted; then pending rows and artifact rows. Those
+// two are taken in one statement, in no set order between them: under the task locks nothing else
+// waits for both (claimWork takes pending rows SKIP LOCKED, the artifact loop artifact rows SKIP
+// LOCKED, and createArtifact's statement of fresh.ts only inserts new artifacts).
 import { sql, type Insertable } from 'kysely';
 import type { Ctx } from '../context.js';
+import { Batcher, batcherPerDb, type Outcome } from '../db/batcher.js';
 import type { Trx } from '../db/database.js';
-import { ApiError } from '../http/errors.js';
-import { withLockedTask } from '../runs/with-task.js';
 import type { ArtifactUploadsTable } from '../db/tables.js';
+import { ApiError } from '../http/errors.js';
+import type { OutboxMessage } from '../outbox/messages.js';
+import { writeOutbox } from '../outbox/write.js';
+import { taskNotFound } from '../runs/with-task.js';
+import { loadTasks } from '../tasks/status.js';
 import type { Written } from './chunks.js';
 import { artifactCreatedMessage, type ArtifactRow, type BlobDetails } from './rows.js';
 import type { Grant } from './signing.js';
@@ -17,82 +31,163 @@ import type { Grant } from './signing.js';
 /** What an upload's checks look at (see transfer.ts). */
 export type UploadTarget = Pick<ArtifactRow, 'storage_type' | 'expires' | 'details'>;
 
-interface Completion {
-  taskId: string;
-  runId: number;
-  name: string;
+export interface Completion {
+  grant: Extract<Grant, { kind: 'put' }>;
   /** the upload's row, when it is not stored yet (an upload of one chunk) */
   uploadRow: Insertable<ArtifactUploadsTable> | undefined;
   uploadId: string;
   written: Written;
-  now: Date;
+  /** checks of the artifact an upload must pass, when they were not made before its bytes were read */
+  checkTarget?: (row: UploadTarget | undefined) => asserts row is UploadTarget;
+}
+
+// Two lanes and up to 16 per batch, as the other batchers: one batch gathers while the other waits
+// on PostgreSQL, and a batch's tail chunks (up to a chunk each, 1 MiB by default) stay bounded.
+export const completionBatcher = batcherPerDb((ctx: Ctx) => new Batcher<Completion, void>((items) => serveCompletions(ctx, items), { maxBatch: 16, lanes: 2 }));
+
+export function completeUpload(ctx: Ctx, c: Completion): Promise<void> {
+  return completionBatcher(ctx).submit(c);
+}
+
+const keyOf = (g: { taskId: string; runId: number; name: string }) => JSON.stringify([g.taskId, g.runId, g.name]);
+
+export async function serveCompletions(ctx: Ctx, items: Completion[]): Promise<Array<Outcome<void>>> {
+  return ctx.db.transaction().execute(async (trx) => {
+    const ids = [...new Set(items.map((i) => i.grant.taskId))].sort();
+    const locked = (await sql<{ task_id: string }>`
+      SELECT task_id FROM tasks WHERE task_id = ANY(${ids}::text[]) ORDER BY task_id FOR UPDATE`.execute(trx)).rows.map((r) => r.task_id);
+    const targets = await lockPendingAndArtifacts(trx, locked, items.filter((i) => locked.includes(i.grant.taskId)).map((i) => i.grant));
+    // a statement begun after the pending locks: the runs it reads stay true until commit
+    const tasks = new Map((await loadTasks(trx, locked)).map((t) => [t.task.task_id, t]));
+    const now = ctx.clock.now();
+    const outcomes: Array<Outcome<void>> = items.map(() => ({ ok: true, value: undefined }));
+    const messages: OutboxMessage[] = [];
+
+    // Rounds: an artifact uploaded twice in one batch is written twice, in arrival order, the
+    // second round seeing what the first left (as if they had come one after the other).
+    let pending = items.map((item, index) => ({ item, index }));
+    while (pending.length > 0) {
+      const round: Array<{ item: Completion; index: number; details: BlobDetails; previous: string | undefined }> = [];
+      const later: typeof pending = [];
+      const seen = new Set<string>();
+      for (const { item, index } of pending) {
+        const { taskId, runId, name } = item.grant;
+        const key = keyOf(item.grant);
+        if (seen.has(key)) {
+          later.push({ item, index });
+          continue;
+        }
+        seen.add(key);
+        try {
+          if (!tasks.has(taskId)) throw taskNotFound(taskId);
+          const row = targets.get(key);
+          item.checkTarget?.(row);
+          if (!row || row.storage_type !== 's3') {
+            throw new ApiError('ResourceExpired', `Artifact ${name} of run ${runId} of task ${taskId} no longer exists (it expired during the upload)`);
+          }
+          const before = row.details as BlobDetails;
+          const details = { ...before, uploadId: item.uploadId, size: item.written.size, sha256: item.written.sha256 };
+          round.push({ item, index, details, previous: before.uploadId });
+        } catch (error) {
+          if (!(error instanceof ApiError)) throw error;
+          outcomes[index] = { ok: false, error };
+        }
+      }
+      const updated = await writeCompletions(trx, round, now);
+      for (const { item, index } of round) {
+        const row = updated.get(item.uploadId);
+        if (!row) {
+          const error = new ApiError('ResourceExpired', `The upload of artifact ${item.grant.name} was deleted before it completed (the artifact expired); create it again`);
+          outcomes[index] = { ok: false, error };
+          continue;
+        }
+        targets.set(keyOf(item.grant), row);
+        messages.push(artifactCreatedMessage(tasks.get(item.grant.taskId)!, row));
+      }
+      pending = later;
+    }
+    await writeOutbox(trx, ctx.config.exchangePrefix, messages);
+    return outcomes;
+  });
 }
 
 /**
- * Locks the artifact and, if it is an s3 artifact, writes the upload as its content, all in one
- * statement. Returns the artifact as it was (undefined: gone, or not s3) and as it is now
- * (undefined: nothing written because the upload's stored row was gone). The caller checks what it
- * was and throws if the upload may not complete: the transaction then rolls the writes back.
+ * Locks the tasks' pending rows (lockTask's second step) and the artifacts the uploads go to, in key
+ * order, and returns the artifacts by key. (The pending CTE is read by the UNION ALL's second
+ * branch, so it runs: a CTE nobody reads does not.)
  */
-async function writeCompletion(trx: Trx, c: Completion): Promise<{ before: UploadTarget | undefined; updated: ArtifactRow | undefined }> {
-  const { written, uploadId, now } = c;
-  const upload = c.uploadRow
-    ? sql`INSERT INTO artifact_uploads (upload_id, task_id, run_id, name, chunk_bytes, content_encoding, size, sha256, completed, expires)
-        SELECT ${uploadId}::uuid, task_id, run_id, name, ${c.uploadRow.chunk_bytes}::int, ${c.uploadRow.content_encoding ?? null}::text,
-          ${written.size}::bigint, ${written.sha256}::text, ${now}::timestamptz, NULL
-        FROM target
-        RETURNING upload_id`
-    : sql`UPDATE artifact_uploads SET completed = ${now}::timestamptz, size = ${written.size}::bigint, sha256 = ${written.sha256}::text, expires = NULL
-        WHERE upload_id = ${uploadId}::uuid AND EXISTS (SELECT 1 FROM target) RETURNING upload_id`;
-  const tail = written.tail.data.length > 0
-    ? sql`, tail AS (INSERT INTO artifact_chunks (upload_id, seq, data) SELECT upload_id, ${written.tail.seq}::int, ${written.tail.data}::bytea FROM upload)`
-    : sql``;
-  const content = JSON.stringify({ uploadId, size: written.size, sha256: written.sha256 } satisfies BlobDetails);
-  const { rows } = await sql<ArtifactRow & { before_expires: Date; before_details: ArtifactRow['details'] }>`
-    WITH target AS (
-      SELECT task_id, run_id, name, expires, details FROM artifacts
-      WHERE task_id = ${c.taskId} AND run_id = ${c.runId}::int AND name = ${c.name} AND storage_type = 's3'
-      FOR UPDATE
-    ), upload AS (${upload})${tail},
-    superseded AS (
-      -- the content it replaces is garbage for the artifact loop
-      UPDATE artifact_uploads u SET expires = ${now}::timestamptz FROM target t
-      WHERE u.upload_id = (t.details->>'uploadId')::uuid AND u.upload_id <> ${uploadId}::uuid AND EXISTS (SELECT 1 FROM upload)
-    ), updated AS (
-      UPDATE artifacts a SET present = true, details = t.details || ${content}::jsonb FROM target t
-      WHERE a.task_id = t.task_id AND a.run_id = t.run_id AND a.name = t.name AND EXISTS (SELECT 1 FROM upload)
-      RETURNING a.*
+async function lockPendingAndArtifacts(trx: Trx, taskIds: string[], keys: Array<{ taskId: string; runId: number; name: string }>) {
+  const targets = new Map<string, UploadTarget>();
+  if (taskIds.length === 0) return targets;
+  const { rows } = await sql<{ task_id: string | null; run_id: number; name: string; storage_type: string; expires: Date; details: ArtifactRow['details'] }>`
+    WITH held AS (SELECT 1 FROM pending WHERE task_id = ANY(${taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE),
+    target AS (
+      SELECT a.task_id, a.run_id, a.name, a.storage_type, a.expires, a.details
+      FROM artifacts a JOIN unnest(${keys.map((k) => k.taskId)}::text[], ${keys.map((k) => k.runId)}::int[], ${keys.map((k) => k.name)}::text[]) AS k (task_id, run_id, name)
+        ON a.task_id = k.task_id AND a.run_id = k.run_id AND a.name = k.name
+      ORDER BY a.task_id, a.run_id, a.name
+      FOR UPDATE OF a
     )
-    SELECT t.expires AS before_expires, t.details AS before_details, u.* FROM target t LEFT JOIN updated u ON true`.execute(trx);
-  const row = rows[0];
-  if (!row) return { before: undefined, updated: undefined };
-  const { before_expires, before_details, ...updated } = row;
-  return {
-    before: { storage_type: 's3', expires: before_expires, details: before_details },
-    updated: updated.task_id === null ? undefined : (updated as ArtifactRow),
-  };
+    SELECT * FROM target UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL FROM held`.execute(trx);
+  for (const r of rows) {
+    if (r.task_id === null) continue;
+    targets.set(keyOf({ taskId: r.task_id, runId: r.run_id, name: r.name }), { storage_type: r.storage_type, expires: r.expires, details: r.details });
+  }
+  return targets;
 }
 
-export async function completeUpload(
-  ctx: Ctx,
-  grant: Extract<Grant, { kind: 'put' }>,
-  /** the upload's row, when it is not stored yet */
-  uploadRow: Insertable<ArtifactUploadsTable> | undefined,
-  uploadId: string,
-  written: Written,
-  /** checks of the artifact an upload must pass, when they were not made before its bytes were read */
-  checkTarget?: (row: UploadTarget | undefined) => asserts row is UploadTarget,
-): Promise<void> {
-  const { taskId, runId, name } = grant;
-  await withLockedTask(ctx, taskId, async (trx, t, emit) => {
-    const { before, updated } = await writeCompletion(trx, { taskId, runId, name, uploadRow, uploadId, written, now: ctx.clock.now() });
-    checkTarget?.(before);
-    if (!before) {
-      throw new ApiError('ResourceExpired', `Artifact ${name} of run ${runId} of task ${taskId} no longer exists (it expired during the upload)`);
-    }
-    if (!updated) {
-      throw new ApiError('ResourceExpired', `The upload of artifact ${name} was deleted before it completed (the artifact expired); create it again`);
-    }
-    emit(artifactCreatedMessage(t, updated));
-  });
+/**
+ * One statement for every upload of a round: the upload's row inserted complete (one chunk) or
+ * marked complete (stored while its chunks were), its last chunk, the upload it replaces handed
+ * to the artifact loop, the artifact present with the upload as its content. An upload whose
+ * stored row is gone (the artifact loop deleted it) writes nothing. Returns the artifacts as
+ * updated, by upload id. The last chunks travel as one bytea (binary) cut by offsets, not as a
+ * bytea[] (sent as hex text).
+ */
+async function writeCompletions(
+  trx: Trx,
+  round: Array<{ item: Completion; details: BlobDetails; previous: string | undefined }>,
+  now: Date,
+): Promise<Map<string, ArtifactRow>> {
+  const out = new Map<string, ArtifactRow>();
+  if (round.length === 0) return out;
+  const tails = round.map(({ item }) => item.written.tail.data);
+  const offsets: number[] = [];
+  let offset = 0;
+  for (const t of tails) {
+    offsets.push(offset);
+    offset += t.length;
+  }
+  const col = <T>(f: (r: (typeof round)[number]) => T) => round.map(f);
+  const { rows } = await sql<ArtifactRow & { upload_id: string }>`
+    WITH input AS (
+      SELECT * FROM unnest(
+        ${col((r) => r.item.uploadId)}::uuid[], ${col((r) => r.item.grant.taskId)}::text[], ${col((r) => r.item.grant.runId)}::int[],
+        ${col((r) => r.item.grant.name)}::text[], ${col((r) => r.item.uploadRow !== undefined)}::bool[],
+        ${col((r) => r.item.uploadRow?.chunk_bytes ?? 0)}::int[], ${col((r) => r.item.uploadRow?.content_encoding ?? null)}::text[],
+        ${col((r) => r.item.written.size)}::bigint[], ${col((r) => r.item.written.sha256)}::text[],
+        ${col((r) => r.item.written.tail.seq)}::int[], ${offsets}::int[], ${tails.map((t) => t.length)}::int[],
+        ${col((r) => r.previous ?? null)}::uuid[], ${col((r) => JSON.stringify(r.details))}::jsonb[]
+      ) AS i (upload_id, task_id, run_id, name, new_row, chunk_bytes, content_encoding, size, sha256, tail_seq, tail_offset, tail_length, previous, details)
+    ), inserted AS (
+      INSERT INTO artifact_uploads (upload_id, task_id, run_id, name, chunk_bytes, content_encoding, size, sha256, completed, expires)
+      SELECT upload_id, task_id, run_id, name, chunk_bytes, content_encoding, size, sha256, ${now}::timestamptz, NULL FROM input WHERE new_row
+      RETURNING upload_id
+    ), completed AS (
+      UPDATE artifact_uploads u SET completed = ${now}::timestamptz, size = i.size, sha256 = i.sha256, expires = NULL
+      FROM input i WHERE NOT i.new_row AND u.upload_id = i.upload_id
+      RETURNING u.upload_id
+    ), upload AS (
+      SELECT i.* FROM input i JOIN (SELECT upload_id FROM inserted UNION ALL SELECT upload_id FROM completed) done USING (upload_id)
+    ), tail AS (
+      INSERT INTO artifact_chunks (upload_id, seq, data)
+      SELECT upload_id, tail_seq, substring(${Buffer.concat(tails)}::bytea FROM tail_offset + 1 FOR tail_length) FROM upload WHERE tail_length > 0
+    ), superseded AS (
+      UPDATE artifact_uploads u SET expires = ${now}::timestamptz FROM upload i WHERE u.upload_id = i.previous AND i.previous <> i.upload_id
+    )
+    UPDATE artifacts a SET present = true, details = i.details FROM upload i
+    WHERE a.task_id = i.task_id AND a.run_id = i.run_id AND a.name = i.name
+    RETURNING a.*, i.upload_id`.execute(trx);
+  for (const { upload_id, ...row } of rows) out.set(upload_id, row as ArtifactRow);
+  return out;
 }

@@ -110,7 +110,7 @@ async function upload(ctx: Ctx, req: FastifyRequest, reply: FastifyReply) {
     }
     throw err;
   }
-  await completeUpload(ctx, grant, rowStored ? undefined : uploadRow, uploadId, written, oneChunk ? checkTarget : undefined);
+  await completeUpload(ctx, { grant, uploadRow: rowStored ? undefined : uploadRow, uploadId, written, ...(oneChunk ? { checkTarget } : {}) });
   return reply.code(200).header('etag', `"${written.sha256}"`).send();
 }
 
