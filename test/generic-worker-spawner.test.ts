@@ -91,10 +91,15 @@ describe('generic worker: starting processes', () => {
     assert.notEqual(spawner.helperPids[0], helper);
   });
 
-  it('stop() ends its helpers; later commands fail without starting', async () => {
+  it('stop() ends its helpers and what they still run; later commands fail without starting', async () => {
     const spawner = make(2);
     const helpers = spawner.helperPids;
+    const pidFile = join(scratch, 'left.pid');
+    const left = spawner.run(request(['sh', '-c', `echo $$ > ${pidFile}; exec sleep 30`]));
+    const sleeper = await pidIn(pidFile);
     await spawner.stop();
+    await waitFor('the command to be killed', () => !isAlive(sleeper));
+    assert.match(String((await left.done).spawnError), /helper exited/);
     await waitFor('the helpers to exit', () => helpers.every((pid) => !isAlive(pid)));
     const r = await spawner.run(request(['true'])).done;
     assert.match(String(r.spawnError), /stopping/);

@@ -83,7 +83,11 @@ process.on('message', (m) => {
     send({ id, kind: 'exit', exitCode, signal, error });
   });
 });
-process.on('disconnect', () => process.exit(0));
+// the worker has gone (stopped, or died): nobody will wait for these commands
+process.on('disconnect', () => {
+  for (const child of running.values()) if (child.pid) killGroup(child.pid);
+  process.exit(0);
+});
 `;
 
 interface HelperMessage {
