@@ -8,6 +8,7 @@ import * as hawk from 'hawk';
 import { ApiError } from '../services/queue/src/http/errors.js';
 import {
   Authenticator,
+  compileTemplate,
   createTemporaryCredentials,
   paramsNeeded,
   renderExpression,
@@ -206,6 +207,18 @@ describe('Hawk authentication via taskcluster-client', () => {
     const r = await signedFetch('/api/queue/v1/task/abc', root, { header: 'Bearer abc' });
     assert.equal(r.status, 401);
     assert.equal(r.body.code, 'AuthenticationFailed');
+  });
+
+  test('a header without mac, or with a mac of the wrong length → 401 with Hawk\'s reason', async () => {
+    const signed = hawk.client.header(`${rootUrl}/api/queue/v1/task/abc`, 'GET', {
+      credentials: { id: root.clientId, key: root.accessToken, algorithm: 'sha256' },
+    }).header;
+    const noMac = await signedFetch('/api/queue/v1/task/abc', root, { header: signed.replace(/, mac="[^"]*"/, '') });
+    assert.equal(noMac.status, 401);
+    assert.equal(noMac.body.message, 'Hawk authentication failed: Missing attributes');
+    const shortMac = await signedFetch('/api/queue/v1/task/abc', root, { header: signed.replace(/mac="[^"]*"/, 'mac="abc"') });
+    assert.equal(shortMac.status, 401);
+    assert.match(shortMac.body.message ?? '', /^Bad mac/);
   });
 
   test('header signed for another path → 401', async () => {
@@ -489,5 +502,22 @@ describe('scope expressions', () => {
     assert.throws(() => renderExpression({ each: 'x:<v>', for: 'v', in: 'list' }, { list: 'a' }), /expected an array/);
     assert.equal(renderExpression('queue:x:<runId>', { runId: 0 }), 'queue:x:0');
     assert.deepEqual(renderExpression({ each: 'x:<v>', for: 'v', in: 'list' }, { list: ['a', 'b'] }), { AllOf: ['x:a', 'x:b'] });
+  });
+
+  test('a compiled template renders like renderExpression, for any number of requests', () => {
+    const render = compileTemplate(createTask);
+    for (const priorities of [['high'], ['highest', 'very-high']]) {
+      const params = { scopes: ['s'], routes: [], projectId: 'p', schedulerId: 'x', priorities, provisionerId: 'a', workerType: 'b' };
+      assert.deepEqual(render(params), renderExpression(createTask, params));
+    }
+    // the `for` variable wins over a parameter of the same name, values are never re-scanned,
+    // and `$` patterns mean nothing
+    const each = compileTemplate({ AllOf: ['<v>', { each: '<v>:<w>', for: 'v', in: 'list' }] });
+    assert.deepEqual(each({ v: 'outer', w: '<v>$&', list: ['a'] }), { AllOf: ['outer', 'a:<v>$&'] });
+    // a missing parameter met first is reported before an invalid part later in the template
+    const invalid = { AllOf: ['x:<missing>', 5] } as unknown as ScopeTemplate;
+    assert.throws(() => compileTemplate(invalid)({}), /parameter <missing> is undefined/);
+    assert.throws(() => compileTemplate(invalid)({ missing: 'm' }), /invalid scope template: 5/);
+    assert.throws(() => compileTemplate(['a'] as unknown as ScopeTemplate)({}), /invalid scope template/);
   });
 });

@@ -1,5 +1,6 @@
 // Hawk authentication of API requests (Authorization header or `bewit` query parameter), with
 // Taskcluster's `ext` extensions: temporary credentials (certificate) and authorizedScopes.
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import * as hawk from 'hawk';
 import { ApiError } from '../http/errors.js';
@@ -60,6 +61,24 @@ interface ResolvedCredentials extends hawk.server.Credentials {
 // would hand its worker credentials that always fail. The HTTP server caps header size instead
 // (256 KiB, http/server.ts), and createTask keeps a task's scopes within it.
 hawk.utils.limits.maxMatchLength = 256 * 1024;
+
+interface HeaderAttributes {
+  id?: string;
+  ts?: string;
+  nonce?: string;
+  mac?: string;
+  hash?: string;
+  ext?: string;
+  app?: string;
+  dlg?: string;
+}
+
+/** Constant-time comparison of two MACs (a different length is simply a mismatch). */
+function sameMac(a: string, b: string): boolean {
+  const ba = Buffer.from(a);
+  const bb = Buffer.from(b);
+  return ba.length === bb.length && timingSafeEqual(ba, bb);
+}
 
 function authFailed(message: string): ApiError {
   return new ApiError('AuthenticationFailed', message);
@@ -183,9 +202,9 @@ export class Authenticator {
   }
 
   private async viaHeader(req: AuthRequest, authorization: string): Promise<AuthResult> {
-    let attributes: { id?: string; ts?: string; nonce?: string; ext?: string };
+    let attributes: HeaderAttributes;
     try {
-      attributes = hawk.utils.parseAuthorizationHeader(authorization) as typeof attributes;
+      attributes = hawk.utils.parseAuthorizationHeader(authorization) as HeaderAttributes;
     } catch (err) {
       const msg = err instanceof Error && err.message ? `: ${err.message}` : '';
       throw authFailed(`The Authorization header is not a valid Hawk header${msg}`);
@@ -196,26 +215,38 @@ export class Authenticator {
     }
     const ext = parseExt(attributes.ext);
 
-    const { resolve, failure } = this.credentialsFunc(ext);
-    let result: { credentials: hawk.server.Credentials };
-    try {
-      // No `payload` option: taskcluster-client never sends a payload hash, so none is required.
-      // If a client does send `hash`, it is covered by the MAC but not compared with the body
-      // (the body is not available here); the HTTP layer may call
-      // hawk.server.authenticatePayload if it ever wants that check.
-      result = await hawk.server.authenticate(
-        { method: req.method, url: req.url, host: req.host, port: req.port, authorization } as unknown as IncomingMessage,
-        resolve,
-        { timestampSkewSec: this.skewSec },
-      );
-    } catch (err) {
-      throw failure() ?? hawkFailure(err, this.skewSec, id);
+    // Hawk's header check (hawk.server.authenticate, in its order: attributes, credentials, MAC,
+    // timestamp) on the header parsed above rather than parsing it a second time.
+    // No `payload` check: taskcluster-client never sends a payload hash, so none is required.
+    // If a client does send `hash`, it is covered by the MAC but not compared with the body
+    // (the body is not available here); the HTTP layer may call
+    // hawk.server.authenticatePayload if it ever wants that check.
+    const now = hawk.utils.now(0);
+    if (!attributes.mac) throw hawkFailure(new Error('Missing attributes'), this.skewSec, id);
+    const credentials = await this.resolveCredentials(id, ext);
+    if (!credentials.key) throw hawkFailure(new Error('Invalid credentials'), this.skewSec, id);
+    const mac = hawk.crypto.calculateMac('header', { id, key: credentials.key, algorithm: credentials.algorithm }, {
+      method: req.method,
+      host: req.host,
+      port: req.port,
+      resource: req.url,
+      ts: attributes.ts,
+      nonce: attributes.nonce,
+      hash: attributes.hash,
+      ext: attributes.ext,
+      app: attributes.app,
+      dlg: attributes.dlg,
+    } as hawk.crypto.Artifacts);
+    if (!sameMac(mac, attributes.mac)) throw hawkFailure(new Error('Bad mac'), this.skewSec, id);
+    // `|| 60`: hawk's default for a skew of 0; a ts that is not a number is not stale to hawk
+    if (Math.abs(Number(attributes.ts) * 1000 - now) > (this.skewSec || 60) * 1000) {
+      throw hawkFailure(new Error('Stale timestamp'), this.skewSec, id);
     }
     // Only requests with a valid MAC and a fresh ts reach the nonce cache.
     if (!this.nonces.checkAndAdd(id, attributes.nonce, attributes.ts, Date.now())) {
       throw authFailed('Replayed request: this Hawk nonce and timestamp were already used; sign every request afresh');
     }
-    return this.finish(id, (result.credentials as ResolvedCredentials).scopes, ext);
+    return this.finish(id, credentials.scopes, ext);
   }
 
   private async viaBewit(req: AuthRequest, bewit: string): Promise<AuthResult> {
@@ -256,9 +287,19 @@ export class Authenticator {
     return { clientId, scopes: union(scopes, this.anonymousScopes), hasAuthHeader: true };
   }
 
+  /** The key a request's MAC is checked with: a certificate's temporary key, or the client's. */
+  private async resolveCredentials(id: string, ext: Ext): Promise<ResolvedCredentials> {
+    if (ext.certificate !== undefined && ext.certificate !== null) {
+      const cert = await verifyCertificate(ext.certificate, id, (issuer) => this.issuer(issuer));
+      return { key: cert.accessToken, algorithm: 'sha256', user: id, scopes: cert.scopes };
+    }
+    const client = await this.activeClient(id);
+    return { key: client.accessToken, algorithm: 'sha256', user: id, scopes: client.scopes };
+  }
+
   /**
-   * The credentials function handed to hawk. Errors thrown inside it would be re-wrapped by
-   * hawk, so the first one is kept aside and rethrown by the caller as is (ApiError → 401;
+   * The credentials function handed to hawk (bewits). Errors thrown inside it would be re-wrapped
+   * by hawk, so the first one is kept aside and rethrown by the caller as is (ApiError → 401;
    * anything else, e.g. a database failure, propagates unchanged).
    */
   private credentialsFunc(ext: Ext): {
@@ -268,12 +309,7 @@ export class Authenticator {
     let captured: unknown;
     const resolve = async (id: string): Promise<ResolvedCredentials> => {
       try {
-        if (ext.certificate !== undefined && ext.certificate !== null) {
-          const cert = await verifyCertificate(ext.certificate, id, (issuer) => this.issuer(issuer));
-          return { key: cert.accessToken, algorithm: 'sha256', user: id, scopes: cert.scopes };
-        }
-        const client = await this.activeClient(id);
-        return { key: client.accessToken, algorithm: 'sha256', user: id, scopes: client.scopes };
+        return await this.resolveCredentials(id, ext);
       } catch (err) {
         captured ??= err;
         throw err;

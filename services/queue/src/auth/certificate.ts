@@ -65,16 +65,72 @@ export const MAX_CERTIFICATE_SPAN_MS = 31 * 24 * 60 * 60 * 1000;
 /** Clock drift allowed on a certificate's start and expiry. */
 export const CERTIFICATE_SKEW_MS = 5 * 60 * 1000;
 
-/** base64 HMAC-SHA256 over the certificate's canonical lines, keyed by the issuer's accessToken. */
-export function certificateSignature(
-  issuerAccessToken: string,
+interface CertificateHmacsEntry {
+  signature: string;
+  accessToken: string;
+}
+
+/**
+ * The two HMACs of valid certificates, remembered: the queue checks the certificates it handed
+ * out (claimWork) on every call a worker makes with them, and an HMAC costs more than the rest of
+ * the check. Both are pure functions of (issuer accessToken, signed lines), which is exactly the
+ * key, so a remembered answer is the answer; everything else (times, issuer, scopes, the presented
+ * signature) is checked on every request. Only certificates issued here or found valid are
+ * remembered, so made-up ones cannot push out real ones. Bounded: the oldest go first.
+ */
+export class CertificateHmacs {
+  private readonly entries = new Map<string, CertificateHmacsEntry>();
+
+  constructor(private readonly maxEntries: number) {}
+
+  /** The HMACs, remembered or computed; `remember` them once the certificate proved valid. */
+  get(issuerAccessToken: string, canonical: string, seed: string): CertificateHmacsEntry & { key: string; known: boolean } {
+    const key = `${issuerAccessToken}\n${canonical}`;
+    const known = this.entries.get(key);
+    if (known) return { ...known, key, known: true };
+    return {
+      signature: createHmac('sha256', issuerAccessToken).update(canonical).digest('base64'),
+      accessToken: temporaryAccessToken(issuerAccessToken, seed),
+      key,
+      known: false,
+    };
+  }
+
+  remember({ key, signature, accessToken }: { key: string; signature: string; accessToken: string }): void {
+    while (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
+    this.entries.set(key, { signature, accessToken });
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}
+
+/** Some 20 s of claims at 1,000/s; an entry is about half a KiB. */
+export const certificateHmacs = new CertificateHmacs(20_000);
+
+/** The lines a certificate's signature covers. */
+function canonicalCertificate(
   cert: { seed: string; start: number; expiry: number; scopes: readonly string[] },
   named?: { clientId: string; issuer: string },
 ): string {
   const lines = ['version:1'];
   if (named) lines.push(`clientId:${named.clientId}`, `issuer:${named.issuer}`);
   lines.push(`seed:${cert.seed}`, `start:${cert.start}`, `expiry:${cert.expiry}`, 'scopes:', ...cert.scopes);
-  return createHmac('sha256', issuerAccessToken).update(lines.join('\n')).digest('base64');
+  return lines.join('\n');
+}
+
+/** base64 HMAC-SHA256 over the certificate's canonical lines, keyed by the issuer's accessToken. */
+export function certificateSignature(
+  issuerAccessToken: string,
+  cert: { seed: string; start: number; expiry: number; scopes: readonly string[] },
+  named?: { clientId: string; issuer: string },
+): string {
+  return createHmac('sha256', issuerAccessToken).update(canonicalCertificate(cert, named)).digest('base64');
 }
 
 /** Unpadded base64url HMAC-SHA256(issuer accessToken, seed). */
@@ -106,14 +162,14 @@ export function createTemporaryCredentials(opts: CreateTemporaryCredentialsOptio
     signature: '',
   };
   if (named) cert.issuer = issuer.clientId;
-  cert.signature = certificateSignature(
-    issuer.accessToken,
-    cert,
-    named ? { clientId, issuer: issuer.clientId } : undefined,
-  );
+  const canonical = canonicalCertificate(cert, named ? { clientId, issuer: issuer.clientId } : undefined);
+  // remembered here, so the worker's first call with these credentials skips both HMACs
+  const hmacs = certificateHmacs.get(issuer.accessToken, canonical, cert.seed);
+  certificateHmacs.remember(hmacs);
+  cert.signature = hmacs.signature;
   return {
     clientId: named ? clientId : issuer.clientId,
-    accessToken: temporaryAccessToken(issuer.accessToken, cert.seed),
+    accessToken: hmacs.accessToken,
     certificate: JSON.stringify(cert),
   };
 }
@@ -177,12 +233,13 @@ export async function verifyCertificate(
   const issuerInfo = await lookupIssuer(issuerId);
   if (!issuerInfo) fail(`issuing client "${issuerId}" is unknown, disabled or expired`);
 
-  const expected = certificateSignature(
-    issuerInfo.accessToken,
+  const canonical = canonicalCertificate(
     { seed, start, expiry, scopes: certScopes },
     issuer !== undefined ? { clientId: clientIdUsed, issuer: issuerId } : undefined,
   );
-  if (!safeEqual(expected, signature)) fail('ext.certificate.signature is not valid');
+  const hmacs = certificateHmacs.get(issuerInfo.accessToken, canonical, seed);
+  if (!safeEqual(hmacs.signature, signature)) fail('ext.certificate.signature is not valid');
+  if (!hmacs.known) certificateHmacs.remember(hmacs);
 
   if (!satisfies(issuerInfo.scopes, { AllOf: certScopes })) {
     fail(`issuing client "${issuerId}" does not hold all of the certificate's scopes`);
@@ -192,7 +249,7 @@ export async function verifyCertificate(
   }
 
   return {
-    accessToken: temporaryAccessToken(issuerInfo.accessToken, seed),
+    accessToken: hmacs.accessToken,
     scopes: [...certScopes],
     issuer: issuerId,
     expiry: new Date(expiry),

@@ -10,6 +10,8 @@ export {
 } from './authenticate.js';
 export {
   CERTIFICATE_SKEW_MS,
+  CertificateHmacs,
+  certificateHmacs,
   MAX_CERTIFICATE_SPAN_MS,
   certificateSignature,
   createTemporaryCredentials,
@@ -24,6 +26,7 @@ export {
 } from './certificate.js';
 export {
   assertScopes,
+  compileTemplate,
   isValidExpression,
   paramsNeeded,
   renderExpression,
@@ -31,6 +34,7 @@ export {
   unsatisfiedMessage,
   unsatisfiedPart,
   validScope,
+  type CompiledTemplate,
   type ForEachTemplate,
   type ScopeExpression,
   type ScopeTemplate,

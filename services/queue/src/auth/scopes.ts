@@ -53,54 +53,98 @@ function describe(value: unknown): string {
   return `a ${value === null ? 'null' : typeof value}`;
 }
 
-/** Substitute `<param>` in one string. Values are inserted verbatim and never re-scanned. */
-function renderString(template: string, params: Record<string, unknown>): string {
-  return template.replace(PARAM, (_match, name: string) => {
-    const value = Object.hasOwn(params, name) ? params[name] : undefined;
-    if (typeof value === 'string') return value;
-    if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-    if (Array.isArray(value)) {
-      throw new Error(
-        `scope template "${template}": parameter <${name}> is an array; arrays are only usable through {each, for, in}`,
-      );
-    }
-    throw new Error(`scope template "${template}": parameter <${name}> is ${describe(value)}, expected a string`);
-  });
+/** A compiled template: renders the expression for one set of parameters. */
+export type CompiledTemplate = (params: Record<string, unknown>) => ScopeExpression;
+
+/**
+ * A string with its `<param>`s substituted; `bound`/`boundValue` is the `for` variable of an
+ * enclosing {each, for, in}, which takes precedence over `params`.
+ */
+type StringRenderer = (params: Record<string, unknown>, bound?: string, boundValue?: unknown) => string;
+
+function substitute(template: string, name: string, value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (Array.isArray(value)) {
+    throw new Error(
+      `scope template "${template}": parameter <${name}> is an array; arrays are only usable through {each, for, in}`,
+    );
+  }
+  throw new Error(`scope template "${template}": parameter <${name}> is ${describe(value)}, expected a string`);
 }
 
-function renderChildren(children: ScopeTemplate[], params: Record<string, unknown>): ScopeExpression[] {
-  const out: ScopeExpression[] = [];
-  for (const child of children) {
-    if (typeof child === 'object' && child !== null && isForEach(child)) {
-      out.push(...renderForEach(child, params));
-    } else {
-      out.push(render(child, params));
+/**
+ * Substitute `<param>` in one string. Values are inserted verbatim and never re-scanned. The
+ * string is split once, at compile time: literal parts at even indexes, parameter names at odd.
+ */
+function compileString(template: string): StringRenderer {
+  const parts = template.split(PARAM);
+  if (parts.length === 1) return () => template;
+  return (params, bound, boundValue) => {
+    let out = parts[0]!;
+    for (let i = 1; i < parts.length; i += 2) {
+      const name = parts[i]!;
+      const value = name === bound ? boundValue : Object.hasOwn(params, name) ? params[name] : undefined;
+      out += substitute(template, name, value) + parts[i + 1]!;
+    }
+    return out;
+  };
+}
+
+function compileForEach(t: ForEachTemplate): (params: Record<string, unknown>) => string[] {
+  const each = compileString(t.each);
+  return (params) => {
+    const list = Object.hasOwn(params, t.in) ? params[t.in] : undefined;
+    if (!Array.isArray(list)) {
+      throw new Error(`scope template {each: "${t.each}"}: parameter "${t.in}" is ${describe(list)}, expected an array`);
+    }
+    return list.map((element: unknown) => each(params, t.for, element));
+  };
+}
+
+/** An {each, for, in} child's strings are merged into the enclosing AllOf/AnyOf. */
+function compileChildren(children: ScopeTemplate[]): (params: Record<string, unknown>) => ScopeExpression[] {
+  const compiled = children.map((child) =>
+    typeof child === 'object' && child !== null && isForEach(child)
+      ? { merge: true, render: compileForEach(child) }
+      : { merge: false, render: compileTemplate(child) },
+  );
+  return (params) => {
+    const out: ScopeExpression[] = [];
+    for (const c of compiled) {
+      if (c.merge) out.push(...(c.render(params) as string[]));
+      else out.push(c.render(params) as ScopeExpression);
+    }
+    return out;
+  };
+}
+
+/**
+ * Compile a template once (per route), render it per request. An invalid template throws when
+ * rendered, as it always did, so a missing parameter met earlier in the template still wins.
+ */
+export function compileTemplate(template: ScopeTemplate): CompiledTemplate {
+  if (typeof template === 'string') {
+    const render = compileString(template);
+    return (params) => render(params);
+  }
+  if (typeof template === 'object' && template !== null) {
+    if (isForEach(template)) {
+      const render = compileForEach(template);
+      return (params) => ({ AllOf: render(params) });
+    }
+    if ('AllOf' in template && Array.isArray(template.AllOf)) {
+      const render = compileChildren(template.AllOf);
+      return (params) => ({ AllOf: render(params) });
+    }
+    if ('AnyOf' in template && Array.isArray(template.AnyOf)) {
+      const render = compileChildren(template.AnyOf);
+      return (params) => ({ AnyOf: render(params) });
     }
   }
-  return out;
-}
-
-function renderForEach(t: ForEachTemplate, params: Record<string, unknown>): string[] {
-  const list = Object.hasOwn(params, t.in) ? params[t.in] : undefined;
-  if (!Array.isArray(list)) {
-    throw new Error(`scope template {each: "${t.each}"}: parameter "${t.in}" is ${describe(list)}, expected an array`);
-  }
-  return list.map((element: unknown) => renderString(t.each, { ...params, [t.for]: element }));
-}
-
-function render(template: ScopeTemplate, params: Record<string, unknown>): ScopeExpression {
-  if (typeof template === 'string') return renderString(template, params);
-  if (typeof template !== 'object' || template === null) {
+  return () => {
     throw new Error(`invalid scope template: ${JSON.stringify(template)}`);
-  }
-  if (isForEach(template)) return { AllOf: renderForEach(template, params) };
-  if ('AllOf' in template && Array.isArray(template.AllOf)) {
-    return { AllOf: renderChildren(template.AllOf, params) };
-  }
-  if ('AnyOf' in template && Array.isArray(template.AnyOf)) {
-    return { AnyOf: renderChildren(template.AnyOf, params) };
-  }
-  throw new Error(`invalid scope template: ${JSON.stringify(template)}`);
+  };
 }
 
 /**
@@ -109,7 +153,7 @@ function render(template: ScopeTemplate, params: Record<string, unknown>): Scope
  * Numbers are accepted where a string is expected (e.g. runId) and are stringified.
  */
 export function renderExpression(template: ScopeTemplate, params: Record<string, unknown>): ScopeExpression {
-  return render(template, params);
+  return compileTemplate(template)(params);
 }
 
 /**

@@ -4,8 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { paramsNeeded, renderExpression, satisfies, type ScopeExpression } from '../auth/scopes.js';
-import type { Authenticator } from '../auth/authenticate.js';
+import { compileTemplate, paramsNeeded, satisfies, type CompiledTemplate, type ScopeExpression } from '../auth/scopes.js';
+import type { Authenticator, AuthResult } from '../auth/authenticate.js';
 import type { Ctx } from '../context.js';
 import { routeParams, type ApiRequest, type Endpoint, type Response } from './endpoint.js';
 import { ApiError, errorStatus } from './errors.js';
@@ -60,6 +60,26 @@ function requestHostPort(req: FastifyRequest): { host: string; port: number } {
   return { host, port };
 }
 
+/**
+ * requestHostPort, remembering the answer for the last plain Host header (no x-forwarded-*):
+ * clients send the same one on every request. The answer is shared, so it is frozen.
+ */
+function hostPortMemo(): (req: FastifyRequest) => { host: string; port: number } {
+  let lastHost: string | undefined;
+  let last: { host: string; port: number } | undefined;
+  return (req) => {
+    const h = req.headers;
+    const plain = h['x-forwarded-host'] === undefined && h['x-forwarded-proto'] === undefined && h['x-forwarded-port'] === undefined;
+    if (plain && h.host !== undefined && h.host === lastHost) return last!;
+    const answer = Object.freeze(requestHostPort(req));
+    if (plain && h.host !== undefined) {
+      lastHost = h.host;
+      last = answer;
+    }
+    return answer;
+  };
+}
+
 function errorBody(req: FastifyRequest, code: string, message: string, details: Record<string, unknown> = {}) {
   return {
     code,
@@ -83,6 +103,67 @@ function insufficientScopes(expression: ScopeExpression, scopes: string[]): ApiE
   );
 }
 
+/** What a route needs per request, worked out once when the server is built. */
+interface CompiledRoute {
+  endpoint: Endpoint;
+  /** URL parameters with a pattern they must match */
+  paramChecks: Array<[string, RegExp]>;
+  /** the scope template, compiled; undefined for public endpoints */
+  renderScopes: CompiledTemplate | undefined;
+  /** the URL alone holds every parameter the scopes need: check them before the body */
+  checkEarly: boolean;
+}
+
+function compileRoute(e: Endpoint): CompiledRoute {
+  const urlParams = routeParams(e.route);
+  const scopeParams = e.scopes ? paramsNeeded(e.scopes) : [];
+  return {
+    endpoint: e,
+    paramChecks: urlParams.flatMap((p) => (paramPatterns[p] ? [[p, paramPatterns[p]] as [string, RegExp]] : [])),
+    renderScopes: e.scopes ? compileTemplate(e.scopes) : undefined,
+    checkEarly: e.scopes !== null && scopeParams.every((p) => urlParams.includes(p)),
+  };
+}
+
+/**
+ * The handler's view of one request. `authorize` and `satisfies` are methods rather than closures
+ * made per request: tsx (keepNames) renames every such closure with Object.defineProperty, which
+ * cost more than the scope check itself.
+ */
+class EndpointRequest implements ApiRequest {
+  body: unknown = undefined;
+  readonly clientId: string | undefined;
+  readonly scopes: string[];
+  /** a public endpoint needs no check; any other must have passed authorize() before answering */
+  authorized: boolean;
+
+  constructor(
+    private readonly route: CompiledRoute,
+    readonly params: Record<string, string>,
+    readonly query: Record<string, string>,
+    auth: AuthResult,
+    readonly ctx: Ctx,
+    readonly raw: FastifyRequest,
+    readonly reply: FastifyReply,
+  ) {
+    this.clientId = auth.clientId;
+    this.scopes = auth.scopes;
+    this.authorized = route.endpoint.scopes === null;
+  }
+
+  authorize(extra?: Record<string, unknown>): void {
+    const render = this.route.renderScopes;
+    if (!render) return;
+    const expression = render(extra ? { ...this.params, ...extra } : this.params);
+    if (!satisfies(this.scopes, expression)) throw insufficientScopes(expression, this.scopes);
+    this.authorized = true;
+  }
+
+  satisfies(expression: ScopeExpression): boolean {
+    return satisfies(this.scopes, expression);
+  }
+}
+
 export interface ServerOptions {
   ctx: Ctx;
   authenticator: Authenticator;
@@ -92,6 +173,7 @@ export interface ServerOptions {
 }
 
 export async function buildServer({ ctx, authenticator, endpoints, plugins = [] }: ServerOptions): Promise<FastifyInstance> {
+  const hostPort = hostPortMemo();
   const app = Fastify({
     loggerInstance: ctx.log,
     bodyLimit: maxBodyBytes,
@@ -121,10 +203,7 @@ export async function buildServer({ ctx, authenticator, endpoints, plugins = [] 
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
   for (const e of endpoints) {
-    const urlParams = routeParams(e.route);
-    const scopeParams = e.scopes ? paramsNeeded(e.scopes) : [];
-    const checkEarly = e.scopes !== null && scopeParams.every((p) => urlParams.includes(p));
-
+    const route = compileRoute(e);
     app.route({
       method: e.method,
       url: fastifyPath(e),
@@ -135,7 +214,7 @@ export async function buildServer({ ctx, authenticator, endpoints, plugins = [] 
           rawParams[e.wildcard] = rawParams['*'] ?? '';
           delete rawParams['*'];
         }
-        const { host, port } = requestHostPort(req);
+        const { host, port } = hostPort(req);
         const auth = await authenticator.authenticate({
           method: req.method,
           url: req.url,
@@ -144,9 +223,8 @@ export async function buildServer({ ctx, authenticator, endpoints, plugins = [] 
           authorization: req.headers.authorization,
         });
 
-        for (const p of urlParams) {
-          const pattern = paramPatterns[p];
-          if (pattern && !pattern.test(rawParams[p] ?? '')) {
+        for (const [p, pattern] of route.paramChecks) {
+          if (!pattern.test(rawParams[p] ?? '')) {
             throw new ApiError('InvalidRequestArguments', `Invalid URL parameter ${p}: '${rawParams[p]}' does not match ${pattern}`);
           }
         }
@@ -160,16 +238,9 @@ export async function buildServer({ ctx, authenticator, endpoints, plugins = [] 
           }
         }
 
-        let authorized = e.scopes === null;
-        const authorize = (extra: Record<string, unknown> = {}) => {
-          if (!e.scopes) return;
-          const expression = renderExpression(e.scopes, { ...rawParams, ...extra });
-          if (!satisfies(auth.scopes, expression)) throw insufficientScopes(expression, auth.scopes);
-          authorized = true;
-        };
-        if (checkEarly) authorize();
-
         let body = req.body;
+        const apiReq = new EndpointRequest(route, rawParams, query, auth, ctx, req, reply);
+        if (route.checkEarly) apiReq.authorize();
         if (e.input) {
           if (isStream(body)) {
             throw new ApiError('MalformedPayload', `${e.name} takes a JSON body with content-type application/json`);
@@ -180,21 +251,10 @@ export async function buildServer({ ctx, authenticator, endpoints, plugins = [] 
           body.resume();
           body = undefined;
         }
+        apiReq.body = body;
 
-        const apiReq: ApiRequest = {
-          params: rawParams,
-          query,
-          body,
-          clientId: auth.clientId,
-          scopes: auth.scopes,
-          authorize,
-          satisfies: (expr) => satisfies(auth.scopes, expr),
-          ctx,
-          raw: req,
-          reply,
-        };
         const result = await e.handler(apiReq);
-        if (!authorized) {
+        if (!apiReq.authorized) {
           // A handler that never checked its scopes is a bug, not a reason to serve the request.
           throw new Error(`endpoint ${e.name} returned without authorizing`);
         }

@@ -15,9 +15,11 @@ const requestDuration = new client.Histogram({
 });
 
 export function metricsRoutes(app: FastifyInstance): void {
-  app.addHook('onResponse', async (req, reply) => {
+  // a callback hook, not an async one: no promise per request
+  app.addHook('onResponse', (req, reply, done) => {
     const name = (req.routeOptions?.config as { name?: string } | undefined)?.name;
     if (name) requestDuration.observe({ endpoint: name, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    done();
   });
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', registry.contentType);
