@@ -6,6 +6,7 @@
 // and prints the CPU per lifecycle of server and generator for each.
 //   node --import tsx bench/lifecycle/http-cost.ts [--modes bare,conveyor] [--baseline DIR]
 //        [--connections 50] [--duration 8] [--rounds 2] [--profile]
+// --profile: CPU profiles of the servers and the generator in profiles/http-cost-<mode|generator>/
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -65,7 +66,7 @@ try {
         kind: 'lean', rootUrl: svc.rootUrl, credentials: svc.credentials, taskQueueId: 'bench/x',
         connections: Number(opt.connections), durationSec: Number(opt.duration), warmupSec: Number(opt.warmup),
         samples: 0, waiters: 0, sharedGroup: false,
-      });
+      }, opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}http-cost-generator`] : []);
       const r = p.result;
       const per = (x: number) => (x * r.seconds * 1000) / r.lifecycles;
       process.stdout.write(

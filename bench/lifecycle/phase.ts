@@ -25,8 +25,9 @@ export interface Phase {
   cpu: { service: number; postgres: number; generator: number; other: number };
 }
 
-export async function runPhase(svc: RunningService, database: string, job: Job): Promise<Phase> {
-  const child = fork(generatorTs, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/** `nodeArgs`: extra node flags of the generator process, e.g. --cpu-prof. */
+export async function runPhase(svc: RunningService, database: string, job: Job, nodeArgs: string[] = []): Promise<Phase> {
+  const child = fork(generatorTs, [], { execArgv: [...nodeArgs, '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   let w0: Window | undefined;
   let w1: Window | undefined;
   const result = await new Promise<JobResult>((resolve, reject) => {

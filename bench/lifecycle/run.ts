@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   try {
     if (phases.has('lean')) {
       const p = await runPhase(svc, database.name, { ...base, kind: 'lean', taskQueueId: queue('lean'), connections, durationSec: Number(opt.duration) });
-      printPhase(`lean generator (node:http keep-alive + hawk), ${connections} connections, ${opt.duration} s`, p);
+      printPhase(`lean generator (undici Pool + Hawk), ${connections} connections, ${opt.duration} s`, p);
       results.lean = p;
     }
     if (phases.has('official')) {
