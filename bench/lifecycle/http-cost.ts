@@ -5,7 +5,9 @@
 //   baseline  the same as conveyor, with another checkout's code (--baseline DIR)
 // and prints the CPU per lifecycle of server and generator for each.
 //   node --import tsx bench/lifecycle/http-cost.ts [--modes bare,conveyor] [--baseline DIR]
-//        [--connections 50] [--duration 8] [--rounds 2] [--profile]
+//        [--connections 50] [--duration 8] [--rounds 2] [--rate N] [--profile]
+// --rate: lifecycles started per second at most; CPU per lifecycle depends on the rate (fewer
+// events per wake-up when slower), so compare modes at one rate the busy box can sustain.
 // --profile: CPU profiles of the servers and the generator in profiles/http-cost-<mode|generator>/
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -23,6 +25,7 @@ const { values: opt } = parseArgs({
     warmup: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '2' },
     profile: { type: 'boolean', default: false },
+    rate: { type: 'string' },
   },
 });
 
@@ -65,7 +68,7 @@ try {
       const p = await runPhase(svc, '(no database)', {
         kind: 'lean', rootUrl: svc.rootUrl, credentials: svc.credentials, taskQueueId: 'bench/x',
         connections: Number(opt.connections), durationSec: Number(opt.duration), warmupSec: Number(opt.warmup),
-        samples: 0, waiters: 0, sharedGroup: false,
+        samples: 0, waiters: 0, sharedGroup: false, ...(opt.rate ? { rate: Number(opt.rate) } : {}),
       }, opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}http-cost-generator`] : []);
       const r = p.result;
       const per = (x: number) => (x * r.seconds * 1000) / r.lifecycles;

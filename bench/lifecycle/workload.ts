@@ -20,6 +20,8 @@ export interface Job {
   waiters: number;
   /** one task group for every task (contended group row) instead of a group per task */
   sharedGroup: boolean;
+  /** lifecycles started per second at most (all loops together); default: as fast as they go */
+  rate?: number;
 }
 
 export interface JobResult {
@@ -67,8 +69,17 @@ async function drive(job: Job, hooks: WindowHooks, lifecycle: Lifecycle): Promis
   let lifecycles = 0;
   let errors = 0;
   let firstError: string | undefined;
+  // With a rate, each lifecycle takes the next free start slot: CPU per lifecycle is then
+  // compared at the same rate, not at whatever rate a busy box allowed.
+  let nextSlot = performance.now();
   const loop = async () => {
     while (!stop) {
+      if (job.rate) {
+        const now = performance.now();
+        nextSlot = Math.max(nextSlot + 1000 / job.rate, now);
+        if (nextSlot > now) await new Promise((r) => setTimeout(r, nextSlot - now));
+        if (stop) break;
+      }
       const wasMeasuring = measuring;
       try {
         await lifecycle(wasMeasuring ? calls : undefined);
