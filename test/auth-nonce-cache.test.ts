@@ -1,7 +1,7 @@
 // NonceCache: the replay memory of Hawk headers. A triple is refused while remembered and
 // unexpired; entries expire at ts + ttl (at least a second after being seen); when full, the
-// oldest go first; a triple seen again after it expired counts as new and as the newest. Its age
-// order is a list of its own (see the class), so these check that list's bookkeeping: stale
+// oldest go first; a triple seen again after it expired counts as new and as the newest. The age
+// order is a list of its own (auth/age-ordered-map.ts), so these check its bookkeeping: stale
 // places of re-added keys, eviction past them, and compaction.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';

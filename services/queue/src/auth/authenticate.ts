@@ -4,6 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import * as hawk from 'hawk';
 import { ApiError } from '../http/errors.js';
+import { AgeOrderedMap } from './age-ordered-map.js';
 import { verifyCertificate, type IssuerInfo } from './certificate.js';
 import { satisfies, validScope } from './scopes.js';
 
@@ -89,18 +90,10 @@ function authFailed(message: string): ApiError {
  * accepted, so an identical header cannot be replayed. Bounded: when full, the oldest entries are
  * dropped first (a replay of a dropped entry would then pass; size it for the request rate times
  * twice the skew window).
- *
- * The age order is a list of its own rather than the Map's: a Map iterated from the front after
- * many deletions skips every deleted slot up to the next rehash, which cost some 50 µs per request
- * once the cache was full.
  */
 export class NonceCache {
-  /** key → when it expires, and its place in `order` (an older place of the key is stale) */
-  private readonly entries = new Map<string, { expiresAt: number; seq: number }>();
-  /** keys oldest first; order[i] has sequence number base + i; those before `head` are gone */
-  private order: string[] = [];
-  private base = 0;
-  private head = 0;
+  /** key → when it expires */
+  private readonly entries = new AgeOrderedMap<number>();
 
   constructor(
     private readonly maxEntries: number,
@@ -112,13 +105,10 @@ export class NonceCache {
     this.prune(nowMs);
     const key = `${id}\u0000${nonce}\u0000${ts}`;
     const known = this.entries.get(key);
-    if (known !== undefined && known.expiresAt > nowMs) return false;
+    if (known !== undefined && known > nowMs) return false;
     const tsMs = Number(ts) * 1000;
-    const expiresAt = Math.max(Number.isFinite(tsMs) ? tsMs + this.ttlMs : 0, nowMs + 1000);
-    this.entries.set(key, { expiresAt, seq: this.base + this.order.length });
-    this.order.push(key);
-    while (this.entries.size > this.maxEntries) this.dropOldest(Infinity);
-    this.compact();
+    this.entries.set(key, Math.max(Number.isFinite(tsMs) ? tsMs + this.ttlMs : 0, nowMs + 1000));
+    while (this.entries.size > this.maxEntries) this.entries.deleteOldest();
     return true;
   }
 
@@ -129,31 +119,9 @@ export class NonceCache {
   // Insertion order approximates expiry order (accepted timestamps are all within the skew of
   // the time they were seen), so expired entries are swept from the front.
   private prune(nowMs: number): void {
-    while (this.head < this.order.length && this.dropOldest(nowMs));
-  }
-
-  /** Drops the oldest live entry if it expires by `nowMs` (stale places are passed over). */
-  private dropOldest(nowMs: number): boolean {
-    while (this.head < this.order.length) {
-      const key = this.order[this.head]!;
-      const entry = this.entries.get(key);
-      if (entry === undefined || entry.seq !== this.base + this.head) {
-        this.head += 1;
-        continue;
-      }
-      if (entry.expiresAt > nowMs) return false;
-      this.entries.delete(key);
-      this.head += 1;
-      return true;
-    }
-    return false;
-  }
-
-  private compact(): void {
-    if (this.head > 1024 && this.head * 2 > this.order.length) {
-      this.order = this.order.slice(this.head);
-      this.base += this.head;
-      this.head = 0;
+    for (let key = this.entries.oldestKey(); key !== undefined; key = this.entries.oldestKey()) {
+      if (this.entries.get(key)! > nowMs) break;
+      this.entries.deleteOldest();
     }
   }
 }

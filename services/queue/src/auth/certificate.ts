@@ -6,6 +6,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import * as slugid from 'slugid';
 import { ApiError } from '../http/errors.js';
+import { AgeOrderedMap } from './age-ordered-map.js';
 import { satisfies, validScope } from './scopes.js';
 
 export interface Certificate {
@@ -79,7 +80,7 @@ interface CertificateHmacsEntry {
  * remembered, so made-up ones cannot push out real ones. Bounded: the oldest go first.
  */
 export class CertificateHmacs {
-  private readonly entries = new Map<string, CertificateHmacsEntry>();
+  private readonly entries = new AgeOrderedMap<CertificateHmacsEntry>();
 
   constructor(private readonly maxEntries: number) {}
 
@@ -97,7 +98,7 @@ export class CertificateHmacs {
   }
 
   remember({ key, signature, accessToken }: { key: string; signature: string; accessToken: string }): void {
-    while (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
+    while (this.entries.size > 0 && this.entries.size >= this.maxEntries) this.entries.deleteOldest();
     this.entries.set(key, { signature, accessToken });
   }
 
