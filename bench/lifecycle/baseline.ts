@@ -31,6 +31,24 @@ async function emptyDatabase(): Promise<{ name: string; url: string; drop(): Pro
 
 const rate = (p: Phase) => p.result.lifecycles / p.result.seconds;
 
+/** CPU per lifecycle over several phases (with --rate the fair comparison: same rate, less noise). */
+class CpuTotals {
+  private service = 0;
+  private postgres = 0;
+  private lifecycles = 0;
+
+  add(p: Phase): void {
+    this.service += p.cpu.service * p.result.seconds;
+    this.postgres += p.cpu.postgres * p.result.seconds;
+    this.lifecycles += p.result.lifecycles;
+  }
+
+  line(): string {
+    const ms = (sec: number) => `${((sec * 1000) / this.lifecycles).toFixed(2)} ms`;
+    return `service ${ms(this.service)}, PostgreSQL ${ms(this.postgres)}`;
+  }
+}
+
 /**
  * Runs `rounds` × (current, baseline) lean phases; prints each and the ratio of the summed
  * rates. `current` is the already running service of this checkout.
@@ -52,6 +70,7 @@ export async function runBaseline(opts: {
     });
     let now = 0;
     let before = 0;
+    const cpu = { now: new CpuTotals(), before: new CpuTotals() };
     for (let round = 1; round <= opts.rounds; round++) {
       const c = await runPhase(opts.current.svc, opts.current.database, opts.job(opts.current.svc));
       printPhase(`round ${round}: this checkout`, c);
@@ -59,8 +78,13 @@ export async function runBaseline(opts: {
       printPhase(`round ${round}: baseline ${opts.dir}`, b);
       now += rate(c);
       before += rate(b);
+      cpu.now.add(c);
+      cpu.before.add(b);
     }
-    process.stdout.write(`\nthis checkout / baseline: ${(now / before).toFixed(2)}× lifecycles/s over ${opts.rounds} alternating rounds\n`);
+    process.stdout.write(
+      `\nthis checkout / baseline: ${(now / before).toFixed(2)}× lifecycles/s over ${opts.rounds} alternating rounds\n` +
+        `CPU per lifecycle, this checkout vs baseline: ${cpu.now.line()} vs ${cpu.before.line()}\n`,
+    );
   } finally {
     await baseline?.stop();
     await db.drop();

@@ -16,6 +16,7 @@ import type { Job } from './workload.js';
 const { values: opt } = parseArgs({
   options: {
     connections: { type: 'string', default: '50' },
+    rate: { type: 'string' },
     duration: { type: 'string', default: '15' },
     warmup: { type: 'string', default: '3' },
     'official-connections': { type: 'string', default: '10' },
@@ -37,6 +38,7 @@ const { values: opt } = parseArgs({
 if (opt.help) {
   process.stdout.write(`npm run bench -- [options]
   --connections N           lean generator's concurrent connections (50)
+  --rate N                  lean: start at most N lifecycles/s (compare CPU per lifecycle at one rate)
   --duration S              measured seconds of the lean run (15), after --warmup S (3)
   --official-connections N  taskcluster-client concurrency (10), for --official-duration S (5)
   --handoff-samples N       tasks created one at a time for the hand-off latency (200)
@@ -77,12 +79,13 @@ async function main(): Promise<void> {
     waiters: Number(opt.waiters),
     sharedGroup: opt['shared-group'],
   };
+  const rate = opt.rate ? { rate: Number(opt.rate) } : {};
   const queue = (name: string) => `bench/${name}-${Math.random().toString(36).slice(2, 8)}`;
   const results: Partial<Record<Job['kind'], Phase>> = {};
   try {
     if (phases.has('lean')) {
-      const p = await runPhase(svc, database.name, { ...base, kind: 'lean', taskQueueId: queue('lean'), connections, durationSec: Number(opt.duration) });
-      printPhase(`lean generator (undici Pool + Hawk), ${connections} connections, ${opt.duration} s`, p);
+      const p = await runPhase(svc, database.name, { ...base, ...rate, kind: 'lean', taskQueueId: queue('lean'), connections, durationSec: Number(opt.duration) });
+      printPhase(`lean generator (undici Pool + Hawk), ${connections} connections${opt.rate ? `, at most ${opt.rate}/s` : ''}, ${opt.duration} s`, p);
       results.lean = p;
     }
     if (phases.has('official')) {
@@ -100,7 +103,7 @@ async function main(): Promise<void> {
     }
     if (opt.amqp) await relayBacklog(database.url);
     if (opt.baseline) {
-      const lean = { ...base, kind: 'lean' as const, connections, durationSec: Number(opt.duration) };
+      const lean = { ...base, ...rate, kind: 'lean' as const, connections, durationSec: Number(opt.duration) };
       await runBaseline({
         dir: opt.baseline,
         current: { svc, database: database.name },
