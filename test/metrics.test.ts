@@ -3,12 +3,17 @@ import assert from 'node:assert/strict';
 import client from 'prom-client';
 import { RequestHistogram } from '../services/queue/src/meta/request-histogram.js';
 import { startTestQueue } from './harness/service.js';
+import { slugid, taskDef } from './harness/tasks.js';
 it('metrics', async () => {
   const q = await startTestQueue();
   await q.queue().ping();
+  await q.queue().createTask(slugid(), taskDef());
   const text = await (await fetch(q.rootUrl + '/metrics')).text();
   await q.stop();
   assert.match(text, /conveyor_http_request_duration_seconds_count\{endpoint="ping",status="200"\} 1/);
+  // the shared transactions: how many calls each served
+  assert.match(text, /conveyor_batch_size_count\{operation="createTask"\} [1-9]/);
+  assert.match(text, /# TYPE conveyor_batch_fallbacks_total counter/);
 });
 
 it("the request histogram exposes exactly what prom-client's Histogram would, text and JSON", async () => {

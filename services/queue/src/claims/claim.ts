@@ -46,7 +46,7 @@ type Submitted = ClaimRequest & { ctx: Ctx };
 // batchers and everything else) while the two cores are already busy. A quiet service pays
 // nothing: a claim that finds a lane free starts on the next turn of the event loop. 64 requests
 // (at most 32 tasks each from claimWork) bound one transaction's size and its answer's wait.
-export const claimBatcher = batcherPerDb((_db: Db) => new Batcher<Submitted, Claim[]>(serveClaims, { maxBatch: 64, lanes: 2 }));
+export const claimBatcher = batcherPerDb((_db: Db) => new Batcher<Submitted, Claim[]>(serveClaims, { name: 'claimWork', maxBatch: 64, lanes: 2 }));
 
 async function serveClaims(items: Submitted[]): Promise<Array<Outcome<Claim[]>>> {
   // one database, so one service: its clock and configuration serve the whole batch

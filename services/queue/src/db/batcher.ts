@@ -14,9 +14,29 @@
 // a bug that one odd item triggers — nothing was committed, and each item is run again in a batch
 // of its own, so one item's trouble fails that item only.
 
+import client from 'prom-client';
+import { registry } from '../meta/metrics.js';
+
+// Once per batch, not per call: cheap next to the transaction it describes.
+const batchSize = new client.Histogram({
+  name: 'conveyor_batch_size',
+  help: 'Calls served by one shared transaction, by operation',
+  labelNames: ['operation'] as const,
+  buckets: [1, 2, 4, 8, 16, 32, 64],
+  registers: [registry],
+});
+const batchFallbacks = new client.Counter({
+  name: 'conveyor_batch_fallbacks_total',
+  help: 'Batches that failed as a whole (deadlock, serialization failure, bug) and were re-run one call at a time',
+  labelNames: ['operation'] as const,
+  registers: [registry],
+});
+
 export type Outcome<O> = { ok: true; value: O } | { ok: false; error: unknown };
 
 export interface BatcherOptions {
+  /** The operation, as the metrics label it. */
+  name?: string;
   /** Most items served by one call of the batch function. */
   maxBatch: number;
   /** Batches in flight at once (each holds one pool connection while it runs). */
@@ -77,6 +97,7 @@ export class Batcher<I, O> {
   private async runBatch(batch: Array<Waiting<I, O>>): Promise<void> {
     this.stats.batches += 1;
     this.stats.items += batch.length;
+    batchSize.observe({ operation: this.options.name ?? 'other' }, batch.length);
     let outcomes: Array<Outcome<O>>;
     try {
       outcomes = await this.serve(batch.map((w) => w.item));
@@ -87,6 +108,7 @@ export class Batcher<I, O> {
       }
       // nothing of the batch was committed: each item again, alone
       this.stats.fallbacks += 1;
+      batchFallbacks.inc({ operation: this.options.name ?? 'other' });
       await Promise.all(batch.map((w) => this.runBatch([w])));
       return;
     }

@@ -51,7 +51,7 @@ interface Resolved {
 // and split the waiting reports into smaller batches, which is what loses the sharing. 32 per
 // batch takes every report waiting at 50 concurrent lifecycles (about 17 reports in flight), and
 // bounds a batch's statements, its lock hold time and the one-by-one rerun after a failed batch.
-export const reportBatcher = batcherPerDb((ctx: Ctx) => new Batcher<ReportItem, ReportAnswer>((items) => serveReports(ctx, items), { maxBatch: 32, lanes: 2 }));
+export const reportBatcher = batcherPerDb((ctx: Ctx) => new Batcher<ReportItem, ReportAnswer>((items) => serveReports(ctx, items), { name: 'report', maxBatch: 32, lanes: 2 }));
 
 // Keyed by ctx (one per service) rather than ctx.db: the batch needs the service's clock and config.
 export function submitReport(ctx: Ctx, item: ReportItem): Promise<ReportAnswer> {

@@ -43,7 +43,7 @@ export function batchedTask(ctx: Ctx, row: TaskRow): BatchedTask {
 // second, so a small pool makes batches wait, not deadlock). 50 bounds a batch's statement
 // (create.ts keeps large tasks out) and its latency: at the bench's 50 concurrent lifecycles
 // about a third of them are in createTask at a time, so batches stay well below it.
-export const createBatchOptions = { maxBatch: 50, lanes: 2 };
+export const createBatchOptions = { name: 'createTask', maxBatch: 50, lanes: 2 };
 export const createBatcher = batcherPerDb((db: Db) => new Batcher((items: BatchedTask[]) => storeBatch(db, items), createBatchOptions));
 
 /** Resolves to the task's status once stored, or to `undefined` when it must be created alone. */
