@@ -7,6 +7,7 @@ import { appendFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { createWorker, TaskAborted, type RunOutcome, type TaskHandler, type Worker, type WorkerOptions } from '@conveyor/worker';
 import { startTestQueue, type TestQueue } from './harness/service.js';
 import { taskExchanges } from './harness/messages.js';
@@ -236,6 +237,35 @@ describe('worker SDK', () => {
     } finally {
       await worker.stop();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('creates a live log\'s artifact as the log is made: listed while the task runs, its uploads PUTs only', async () => {
+    const taskQueueId = uniqueQueue();
+    const [taskId] = await createTasks(taskQueueId, 1);
+    const listed = async () => (await q.queue().listArtifacts(taskId, 0)).artifacts.map((a: any) => a.name);
+    const creates = async () =>
+      Number(/conveyor_http_request_duration_seconds_count\{endpoint="createArtifact",status="200"\} (\d+)/.exec(await (await fetch(`${q.rootUrl}/metrics`)).text())?.[1] ?? 0);
+    const createsBefore = await creates();
+    let during: string[] = [];
+    const { worker, outcomes } = start(taskQueueId, async (t) => {
+      const log = t.liveLog({ intervalMs: 60_000 });
+      // nothing written or uploaded yet, and the artifact is there
+      during = await waitFor('the log artifact to be listed', async () => ((await listed()).length > 0 ? listed() : undefined));
+      await log.write('the only line\n');
+    });
+    try {
+      await waitFor('reported', () => outcomes.length === 1);
+      assert.deepEqual(during, ['public/logs/live.log']);
+      const res = await fetch(`${q.rootUrl}/api/queue/v1/task/${taskId}/runs/0/artifacts/public%2Flogs%2Flive.log`);
+      assert.equal(await res.text(), 'the only line\n');
+      const exchanges = await taskExchanges(q.service.ctx.db, taskId!);
+      assert.equal(exchanges.filter((e) => e === 'artifact-created').length, 1, 'one upload, at the end');
+      assert.equal((await creates()) - createsBefore, 1, 'one createArtifact, when the log was made');
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM artifact_uploads WHERE task_id = ${taskId}`.execute(q.service.ctx.db);
+      assert.equal(rows[0]!.n, 1);
+    } finally {
+      await worker.stop();
     }
   });
 

@@ -20,13 +20,41 @@ export interface UploadTarget {
   expires: Date;
 }
 
-/** putUrls handed out for a run's artifacts, reused while valid: a growing log is re-uploaded often. */
-export type PutUrlCache = Map<string, { putUrl: string; validUntil: number; contentType: string }>;
+interface PutUrl {
+  putUrl: string;
+  validUntil: number;
+  contentType: string;
+}
+
+/**
+ * putUrls handed out for a run's artifacts, reused while valid: a growing log is re-uploaded often.
+ * An entry may still be on its way (prepareArtifact): uploads wait for it rather than ask again.
+ */
+export type PutUrlCache = Map<string, Promise<PutUrl | undefined>>;
 
 const reuseMarginMs = 60_000;
 
+async function createForUpload(t: UploadTarget): Promise<PutUrl> {
+  const created = await t.queue.createArtifact(t.taskId, t.runId, t.name, {
+    storageType: 's3',
+    contentType: t.contentType,
+    expires: t.expires.toISOString(),
+  });
+  if (!created?.putUrl) throw new Error(`createArtifact ${t.name}: no putUrl in the answer`);
+  return { putUrl: created.putUrl, validUntil: Date.parse(created.expires), contentType: t.contentType };
+}
+
+/**
+ * createArtifact now, for an upload that will come (a live log): the upload then is a PUT only,
+ * one round trip less at the end of the task. If it fails, the upload creates the artifact itself.
+ */
+export function prepareArtifact(t: UploadTarget, cache: PutUrlCache): void {
+  if (cache.has(t.name)) return;
+  cache.set(t.name, createForUpload(t).catch(() => undefined));
+}
+
 export async function uploadArtifact(t: UploadTarget, body: UploadBody, cache?: PutUrlCache): Promise<void> {
-  const known = cache?.get(t.name);
+  const known = await cache?.get(t.name);
   if (known && known.contentType === t.contentType && known.validUntil - reuseMarginMs > Date.now() && !(body instanceof Readable)) {
     try {
       return await put(known.putUrl, t.contentType, body, t.queue.options.agent);
@@ -35,13 +63,8 @@ export async function uploadArtifact(t: UploadTarget, body: UploadBody, cache?: 
       cache!.delete(t.name);
     }
   }
-  const created = await t.queue.createArtifact(t.taskId, t.runId, t.name, {
-    storageType: 's3',
-    contentType: t.contentType,
-    expires: t.expires.toISOString(),
-  });
-  if (!created?.putUrl) throw new Error(`createArtifact ${t.name}: no putUrl in the answer`);
-  cache?.set(t.name, { putUrl: created.putUrl, validUntil: Date.parse(created.expires), contentType: t.contentType });
+  const created = await createForUpload(t);
+  cache?.set(t.name, Promise.resolve(created));
   await put(created.putUrl, t.contentType, body, t.queue.options.agent);
 }
 

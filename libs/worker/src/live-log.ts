@@ -33,7 +33,7 @@ export type Upload = (name: string, body: UploadBody, contentType: string) => Pr
 export class LiveLog {
   readonly name: string;
   private readonly intervalMs: number;
-  private readonly contentType: string;
+  readonly contentType: string;
   private readonly spillBytes: number;
   private readonly shared: string | undefined;
   /** The shared file, opened once (append and read): each open/close is a round trip to the thread pool. */

@@ -2,7 +2,7 @@
 // credentials), runs the handler, reports its result. A reclaim that answers 409 means the run was
 // resolved elsewhere (cancel, deadline, claim expiry): the handler is aborted and nothing reported.
 import { QueueClient, QueueError, type Credentials } from '@conveyor/client';
-import { uploadArtifact, type PutUrlCache, type UploadBody } from './artifacts.js';
+import { prepareArtifact, uploadArtifact, type PutUrlCache, type UploadBody, type UploadTarget } from './artifacts.js';
 import { LiveLog, type LiveLogOptions } from './live-log.js';
 import { TaskAborted, type Logger, type RunOutcome, type TaskContext, type TaskHandler, type TaskResult } from './types.js';
 
@@ -98,17 +98,19 @@ export class TaskRun {
       liveLog: (opts?: LiveLogOptions) => {
         const log = new LiveLog((name, body, contentType) => this.upload(name, body, contentType), opts);
         this.logs.push(log);
+        // its artifact is created now, while the task runs, so its uploads are PUTs only
+        prepareArtifact(this.uploadTarget(log.name, log.contentType), this.putUrls);
         return log;
       },
     };
   }
 
+  private uploadTarget(name: string, contentType: string, expires?: Date): UploadTarget {
+    return { queue: this.queue(), taskId: this.taskId, runId: this.runId, name, contentType, expires: expires ?? new Date(this.claim.task.expires) };
+  }
+
   private upload(name: string, body: UploadBody, contentType: string, expires?: Date): Promise<void> {
-    return uploadArtifact(
-      { queue: this.queue(), taskId: this.taskId, runId: this.runId, name, contentType, expires: expires ?? new Date(this.claim.task.expires) },
-      body,
-      this.putUrls,
-    );
+    return uploadArtifact(this.uploadTarget(name, contentType, expires), body, this.putUrls);
   }
 
   private scheduleReclaim(delayMs?: number): void {
