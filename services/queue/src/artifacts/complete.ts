@@ -113,8 +113,9 @@ export async function serveCompletions(ctx: Ctx, items: Completion[]): Promise<A
 
 /**
  * Locks the tasks' pending rows (lockTask's second step) and the artifacts the uploads go to, in key
- * order, and returns the artifacts by key. (The pending CTE is read by the UNION ALL's second
- * branch, so it runs: a CTE nobody reads does not.)
+ * order, and returns the artifacts by key. The artifacts are found through the primary key by
+ * task_id = ANY (see writeCompletions). (The pending CTE is read by the UNION ALL's second branch,
+ * so it runs: a CTE nobody reads does not.)
  */
 async function lockPendingAndArtifacts(trx: Trx, taskIds: string[], keys: Array<{ taskId: string; runId: number; name: string }>) {
   const targets = new Map<string, UploadTarget>();
@@ -122,9 +123,10 @@ async function lockPendingAndArtifacts(trx: Trx, taskIds: string[], keys: Array<
   const { rows } = await sql<{ task_id: string | null; run_id: number; name: string; storage_type: string; expires: Date; details: ArtifactRow['details'] }>`
     WITH held AS (SELECT 1 FROM pending WHERE task_id = ANY(${taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE),
     target AS (
-      SELECT a.task_id, a.run_id, a.name, a.storage_type, a.expires, a.details
-      FROM artifacts a JOIN unnest(${keys.map((k) => k.taskId)}::text[], ${keys.map((k) => k.runId)}::int[], ${keys.map((k) => k.name)}::text[]) AS k (task_id, run_id, name)
-        ON a.task_id = k.task_id AND a.run_id = k.run_id AND a.name = k.name
+      SELECT a.task_id, a.run_id, a.name, a.storage_type, a.expires, a.details FROM artifacts a
+      WHERE a.task_id = ANY(${taskIds}::text[])
+        AND (a.task_id, a.run_id, a.name) IN (
+          SELECT * FROM unnest(${keys.map((k) => k.taskId)}::text[], ${keys.map((k) => k.runId)}::int[], ${keys.map((k) => k.name)}::text[]))
       ORDER BY a.task_id, a.run_id, a.name
       FOR UPDATE OF a
     )
@@ -159,6 +161,12 @@ async function writeCompletions(
     offset += t.length;
   }
   const col = <T>(f: (r: (typeof round)[number]) => T) => round.map(f);
+  // each table is also given an = ANY(array) condition on its key, so it is reached through its
+  // index whatever the planner makes of the join with the input (joined to it alone, a table of a
+  // few thousand rows is read whole by a hash join, and a prepared statement keeps its plan)
+  const taskIds = [...new Set(col((r) => r.item.grant.taskId))];
+  const stored = round.filter((r) => r.item.uploadRow === undefined).map((r) => r.item.uploadId);
+  const previous = round.flatMap((r) => (r.previous ? [r.previous] : []));
   const { rows } = await sql<ArtifactRow & { upload_id: string }>`
     WITH input AS (
       SELECT * FROM unnest(
@@ -175,7 +183,7 @@ async function writeCompletions(
       RETURNING upload_id
     ), completed AS (
       UPDATE artifact_uploads u SET completed = ${now}::timestamptz, size = i.size, sha256 = i.sha256, expires = NULL
-      FROM input i WHERE NOT i.new_row AND u.upload_id = i.upload_id
+      FROM input i WHERE u.upload_id = ANY(${stored}::uuid[]) AND u.upload_id = i.upload_id
       RETURNING u.upload_id
     ), upload AS (
       SELECT i.* FROM input i JOIN (SELECT upload_id FROM inserted UNION ALL SELECT upload_id FROM completed) done USING (upload_id)
@@ -183,10 +191,11 @@ async function writeCompletions(
       INSERT INTO artifact_chunks (upload_id, seq, data)
       SELECT upload_id, tail_seq, substring(${Buffer.concat(tails)}::bytea FROM tail_offset + 1 FOR tail_length) FROM upload WHERE tail_length > 0
     ), superseded AS (
-      UPDATE artifact_uploads u SET expires = ${now}::timestamptz FROM upload i WHERE u.upload_id = i.previous AND i.previous <> i.upload_id
+      UPDATE artifact_uploads SET expires = ${now}::timestamptz
+      WHERE upload_id = ANY(${previous}::uuid[]) AND upload_id IN (SELECT previous FROM upload WHERE previous <> upload_id)
     )
     UPDATE artifacts a SET present = true, details = i.details FROM upload i
-    WHERE a.task_id = i.task_id AND a.run_id = i.run_id AND a.name = i.name
+    WHERE a.task_id = ANY(${taskIds}::text[]) AND a.task_id = i.task_id AND a.run_id = i.run_id AND a.name = i.name
     RETURNING a.*, i.upload_id`.execute(trx);
   for (const { upload_id, ...row } of rows) out.set(upload_id, row as ArtifactRow);
   return out;
