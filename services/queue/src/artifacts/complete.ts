@@ -43,7 +43,7 @@ export interface Completion {
 
 // Two lanes and up to 16 per batch, as the other batchers: one batch gathers while the other waits
 // on PostgreSQL, and a batch's tail chunks (up to a chunk each, 1 MiB by default) stay bounded.
-export const completionBatcher = batcherPerDb((ctx: Ctx) => new Batcher<Completion, void>((items) => serveCompletions(ctx, items), { maxBatch: 16, lanes: 2 }));
+export const completionBatcher = batcherPerDb((ctx: Ctx) => new Batcher<Completion, void>((items) => serveCompletions(ctx, items), { name: 'artifact-upload', maxBatch: 16, lanes: 2 }));
 
 export function completeUpload(ctx: Ctx, c: Completion): Promise<void> {
   return completionBatcher(ctx).submit(c);
