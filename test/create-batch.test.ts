@@ -183,7 +183,16 @@ describe('createTask in shared transactions', () => {
           await reach(`${i} blocked lanes`, async () => (await lockWaiters()) === i);
         }
         const batchesBefore = batcher.stats.batches;
-        const answers = batched.map(create);
+        // concurrent requests reach the server in any order; the plain tasks go one at a time, each
+        // once the one before is queued, so the order the pending check below expects is the arrival order
+        const others = batched.length - plain.length;
+        const answers = batched.slice(0, others).map(create);
+        await reach('the first calls queued', () => batcher.queued === others);
+        for (const c of plain) {
+          answers.push(create(c));
+          const n = answers.length;
+          await reach(`${n} calls queued`, () => batcher.queued === n);
+        }
         const alone = [dependent, large].map(create);
         await reach('the wave queued behind the busy lanes', () => batcher.queued === batched.length);
         return { blockers, batchesBefore, answers, alone };
