@@ -112,12 +112,12 @@ describe('claims served in shared transactions', () => {
     const left = new Map([qa, qb, qc].map((tq) => [tq, made.filter((m) => m.taskQueueId === tq).sort(claimOrder)]));
     const expected = asks.map(([tq, w, n]) => (w === 'held' ? [] : left.get(tq)!.splice(0, n).map((m) => m.taskId)));
 
-    const stats = { ...claimBatcher(q.service.ctx.db).stats };
+    const stats = { ...claimBatcher(q.service.ctx).stats };
     // submitted in one turn of the event loop, so one batch serves them all
     const got = await Promise.all(
       asks.map(([taskQueueId, workerId, n]) => claimPending(q.service.ctx, { taskQueueId, workerGroup: 'wg', workerId }, n)),
     );
-    const now = claimBatcher(q.service.ctx.db).stats;
+    const now = claimBatcher(q.service.ctx).stats;
     assert.deepEqual(
       { batches: now.batches - stats.batches, items: now.items - stats.items, fallbacks: now.fallbacks - stats.fallbacks },
       { batches: 1, items: asks.length, fallbacks: 0 },
@@ -167,7 +167,7 @@ describe('claims served in shared transactions', () => {
 
   it('many concurrent claimWork long-polls over several queues: each run once, each answer within its count and in order', async (t) => {
     made = [];
-    const before = { ...claimBatcher(q.service.ctx.db).stats };
+    const before = { ...claimBatcher(q.service.ctx).stats };
     const queues = [uniqueQueue(), uniqueQueue(), uniqueQueue(), uniqueQueue()];
     const held = await quarantined(queues[0]!, 'held');
     for (const [i, tq] of queues.entries()) await make(tq, 8 + 3 * i, i);
@@ -189,7 +189,7 @@ describe('claims served in shared transactions', () => {
     await waitFor('long-polls waiting', () => waiting() > 0, { everyMs: 2 });
     for (const [i, tq] of queues.entries()) await make(tq, 6, i + 1);
     await claiming;
-    const stats = claimBatcher(q.service.ctx.db).stats;
+    const stats = claimBatcher(q.service.ctx).stats;
     t.diagnostic(`${stats.items - before.items} claim attempts in ${stats.batches - before.batches} transactions`);
     assert.equal(stats.fallbacks, before.fallbacks);
 

@@ -87,7 +87,7 @@ describe('createTask in shared transactions', () => {
     try {
       await waitFor(what, check, { timeoutMs: 60_000 });
     } catch (err) {
-      const batcher = createBatcher(db());
+      const batcher = createBatcher(q.service.ctx);
       throw new Error(`${(err as Error).message} (queued ${batcher.queued}, stats ${JSON.stringify(batcher.stats)}, waiting for locks ${await lockWaiters()})`);
     }
   }
@@ -128,7 +128,7 @@ describe('createTask in shared transactions', () => {
   }
 
   it('serves a batch holding repeats, conflicts, two schedulers for a new group and a sealed group exactly as one call at a time', async () => {
-    const batcher = createBatcher(db());
+    const batcher = createBatcher(q.service.ctx);
     const queueA = uniqueQueue();
     const queueB = uniqueQueue();
 
@@ -282,7 +282,7 @@ describe('createTask in shared transactions', () => {
   });
 
   it('a group another batch takes for another scheduler meanwhile: the batch stores nothing and the single path answers', async () => {
-    const batcher = createBatcher(db());
+    const batcher = createBatcher(q.service.ctx);
     const taskGroupId = slugid();
     const first: Call = { taskId: slugid(), def: taskDef({ taskGroupId, schedulerId: 'sched-a' }) };
     const second: Call = { taskId: slugid(), def: taskDef({ taskGroupId, schedulerId: 'sched-b' }) };
@@ -309,7 +309,7 @@ describe('createTask in shared transactions', () => {
   });
 
   it('a storm of 240 concurrent calls of every kind: each answered as alone, nothing stored for a refusal', async () => {
-    const batcher = createBatcher(db());
+    const batcher = createBatcher(q.service.ctx);
     const before = { ...batcher.stats };
     const taskQueueId = uniqueQueue();
     const def = (o: Record<string, unknown> = {}) => taskDef({ taskQueueId, ...o });

@@ -16,7 +16,7 @@
 // LOCKED, and createArtifact's statement of fresh.ts only inserts new artifacts).
 import { sql, type Insertable } from 'kysely';
 import type { Ctx } from '../context.js';
-import { Batcher, batcherPerDb, type Outcome } from '../db/batcher.js';
+import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
 import type { Trx } from '../db/database.js';
 import type { ArtifactUploadsTable } from '../db/tables.js';
 import { ApiError } from '../http/errors.js';
@@ -43,7 +43,7 @@ export interface Completion {
 
 // Two lanes and up to 16 per batch, as the other batchers: one batch gathers while the other waits
 // on PostgreSQL, and a batch's tail chunks (up to a chunk each, 1 MiB by default) stay bounded.
-export const completionBatcher = batcherPerDb((ctx: Ctx) => new Batcher<Completion, void>((items) => serveCompletions(ctx, items), { name: 'artifact-upload', maxBatch: 16, lanes: 2 }));
+export const completionBatcher = batcherPerService((ctx: Ctx) => new Batcher<Completion, void>((items) => serveCompletions(ctx, items), { name: 'artifact-upload', maxBatch: 16, lanes: 2 }));
 
 export function completeUpload(ctx: Ctx, c: Completion): Promise<void> {
   return completionBatcher(ctx).submit(c);

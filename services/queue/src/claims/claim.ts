@@ -6,8 +6,7 @@
 // with its precondition in the WHERE clause; no task-row lock, see runs/README.md.
 import type { TaskStatus } from '../tasks/status.js';
 import type { Ctx } from '../context.js';
-import type { Db } from '../db/database.js';
-import { Batcher, batcherPerDb, type Outcome } from '../db/batcher.js';
+import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
 import { finishClaims } from './finish.js';
 import { takePending, type ClaimRequest } from './take.js';
 
@@ -35,10 +34,8 @@ export function claimUntil(ctx: Ctx): Date {
 
 /** Up to `count` pending runs of the claimer's queue, now running on its name; [] when none. */
 export async function claimPending(ctx: Ctx, who: Claimer, count: number): Promise<Claim[]> {
-  return claimBatcher(ctx.db).submit({ ctx, who, count });
+  return claimBatcher(ctx).submit({ who, count });
 }
-
-type Submitted = ClaimRequest & { ctx: Ctx };
 
 // Two lanes: while one batch is in its round trips and commit, the other gathers the claims that
 // arrive meanwhile and runs as soon as it can; more lanes would only make batches smaller and
@@ -46,11 +43,11 @@ type Submitted = ClaimRequest & { ctx: Ctx };
 // batchers and everything else) while the two cores are already busy. A quiet service pays
 // nothing: a claim that finds a lane free starts on the next turn of the event loop. 64 requests
 // (at most 32 tasks each from claimWork) bound one transaction's size and its answer's wait.
-export const claimBatcher = batcherPerDb((_db: Db) => new Batcher<Submitted, Claim[]>(serveClaims, { name: 'claimWork', maxBatch: 64, lanes: 2 }));
+export const claimBatcher = batcherPerService(
+  (ctx: Ctx) => new Batcher<ClaimRequest, Claim[]>((items) => serveClaims(ctx, items), { name: 'claimWork', maxBatch: 64, lanes: 2 }),
+);
 
-async function serveClaims(items: Submitted[]): Promise<Array<Outcome<Claim[]>>> {
-  // one database, so one service: its clock and configuration serve the whole batch
-  const ctx = items[0]!.ctx;
+async function serveClaims(ctx: Ctx, items: ClaimRequest[]): Promise<Array<Outcome<Claim[]>>> {
   return ctx.db.transaction().execute(async (trx) => {
     const takenUntil = claimUntil(ctx);
     const taken = await takePending(trx, items, ctx.clock.now(), takenUntil);

@@ -121,8 +121,11 @@ export class Batcher<I, O> {
   }
 }
 
-/** One batcher per database handle (a process can hold several services, as tests do). */
-export function batcherPerDb<K extends object, I, O>(
+/**
+ * One batcher per service, keyed by its Ctx: the batch function serves every item with that
+ * service's database, clock and configuration (a process can hold several services, as tests do).
+ */
+export function batcherPerService<K extends object, I, O>(
   make: (key: K) => Batcher<I, O>,
 ): (key: K) => Batcher<I, O> {
   const byKey = new WeakMap<K, Batcher<I, O>>();

@@ -14,7 +14,7 @@
 import { sql } from 'kysely';
 import type { TaskStatus } from '@conveyor/schemas';
 import type { Ctx } from '../context.js';
-import { Batcher, batcherPerDb, type Outcome } from '../db/batcher.js';
+import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
 import type { Trx } from '../db/database.js';
 import { resolveDependents } from '../deps/resolve.js';
 import { ApiError } from '../http/errors.js';
@@ -51,9 +51,8 @@ interface Resolved {
 // and split the waiting reports into smaller batches, which is what loses the sharing. 32 per
 // batch takes every report waiting at 50 concurrent lifecycles (about 17 reports in flight), and
 // bounds a batch's statements, its lock hold time and the one-by-one rerun after a failed batch.
-export const reportBatcher = batcherPerDb((ctx: Ctx) => new Batcher<ReportItem, ReportAnswer>((items) => serveReports(ctx, items), { name: 'report', maxBatch: 32, lanes: 2 }));
+export const reportBatcher = batcherPerService((ctx: Ctx) => new Batcher<ReportItem, ReportAnswer>((items) => serveReports(ctx, items), { name: 'report', maxBatch: 32, lanes: 2 }));
 
-// Keyed by ctx (one per service) rather than ctx.db: the batch needs the service's clock and config.
 export function submitReport(ctx: Ctx, item: ReportItem): Promise<ReportAnswer> {
   return reportBatcher(ctx).submit(item);
 }

@@ -9,8 +9,7 @@
 // alone (create.ts), after this batch has committed, where the checks and their 200s and 409s live.
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
-import { Batcher, batcherPerDb, type Outcome } from '../db/batcher.js';
-import type { Db } from '../db/database.js';
+import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
 import type { OutboxMessage } from '../outbox/messages.js';
 import { writeOutbox } from '../outbox/write.js';
 import { pendingChannel, pendingRunRow } from '../runs/schedule.js';
@@ -19,7 +18,6 @@ import { priorityNumber } from './priority.js';
 import type { TaskRow, TaskStatus } from './status.js';
 
 export interface BatchedTask {
-  ctx: Ctx;
   row: TaskRow;
   /** The row, its first run and its `pending` priority as one JSON object: the statement's input. */
   json: string;
@@ -33,7 +31,7 @@ export function batchedTask(ctx: Ctx, row: TaskRow): BatchedTask {
   const run = pendingRunRow(row.task_id, 0, 'scheduled', ctx.clock.now());
   const { messages, status } = newTaskMessages(row, run);
   const json = JSON.stringify({ ...row, ...run, priority_number: priorityNumber(row.priority) });
-  return { ctx, row, json, messages, status };
+  return { row, json, messages, status };
 }
 
 // Two lanes: while one batch waits for its commit (the WAL flush), the next one gathers and runs,
@@ -44,21 +42,21 @@ export function batchedTask(ctx: Ctx, row: TaskRow): BatchedTask {
 // (create.ts keeps large tasks out) and its latency: at the bench's 50 concurrent lifecycles
 // about a third of them are in createTask at a time, so batches stay well below it.
 export const createBatchOptions = { name: 'createTask', maxBatch: 50, lanes: 2 };
-export const createBatcher = batcherPerDb((db: Db) => new Batcher((items: BatchedTask[]) => storeBatch(db, items), createBatchOptions));
+export const createBatcher = batcherPerService((ctx: Ctx) => new Batcher((items: BatchedTask[]) => storeBatch(ctx, items), createBatchOptions));
 
 /** Resolves to the task's status once stored, or to `undefined` when it must be created alone. */
-export function submitBatched(item: BatchedTask): Promise<TaskStatus | undefined> {
-  return createBatcher(item.ctx.db).submit(item);
+export function submitBatched(ctx: Ctx, item: BatchedTask): Promise<TaskStatus | undefined> {
+  return createBatcher(ctx).submit(item);
 }
 
 /** Thrown inside the transaction to roll it back: a group refused tasks the statement had stored. */
 class GroupTakenMeanwhile extends Error {}
 
-async function storeBatch(db: Db, items: BatchedTask[]): Promise<Array<Outcome<TaskStatus | undefined>>> {
+async function storeBatch(ctx: Ctx, items: BatchedTask[]): Promise<Array<Outcome<TaskStatus | undefined>>> {
   const candidates = plainCandidates(items);
   let stored: Set<BatchedTask>;
   try {
-    stored = await db.transaction().execute(async (trx) => {
+    stored = await ctx.db.transaction().execute(async (trx) => {
       const { rows } = await storeStatement(candidates).execute(trx);
       // The statement reads the groups from its snapshot; a group taken by another scheduler or
       // sealed since then refuses its tasks in the upsert, after they were inserted. Rare: undo all.
@@ -66,7 +64,7 @@ async function storeBatch(db: Db, items: BatchedTask[]): Promise<Array<Outcome<T
       const ids = new Set(rows.map((r) => r.task_id));
       const done = new Set(candidates.filter((c) => ids.has(c.row.task_id)));
       // after the statement, in the same order: writeOutbox draws the outbox ids (see its comment)
-      await writeOutbox(trx, items[0]!.ctx.config.exchangePrefix, [...done].flatMap((c) => c.messages));
+      await writeOutbox(trx, ctx.config.exchangePrefix, [...done].flatMap((c) => c.messages));
       return done;
     });
   } catch (err) {

@@ -137,7 +137,7 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
   if (row.dependencies.length === 0) {
     const item = batchedTask(ctx, row);
     if (item.json.length <= maxBatchedTaskChars) {
-      const status = await submitBatched(item);
+      const status = await submitBatched(ctx, item);
       if (status) return { status };
     }
   }
