@@ -90,7 +90,7 @@ export class CertificateHmacs {
     const known = this.entries.get(key);
     if (known) return { ...known, key, known: true };
     return {
-      signature: createHmac('sha256', issuerAccessToken).update(canonical).digest('base64'),
+      signature: signCanonical(issuerAccessToken, canonical),
       accessToken: temporaryAccessToken(issuerAccessToken, seed),
       key,
       known: false,
@@ -131,7 +131,11 @@ export function certificateSignature(
   cert: { seed: string; start: number; expiry: number; scopes: readonly string[] },
   named?: { clientId: string; issuer: string },
 ): string {
-  return createHmac('sha256', issuerAccessToken).update(canonicalCertificate(cert, named)).digest('base64');
+  return signCanonical(issuerAccessToken, canonicalCertificate(cert, named));
+}
+
+function signCanonical(issuerAccessToken: string, canonical: string): string {
+  return createHmac('sha256', issuerAccessToken).update(canonical).digest('base64');
 }
 
 /** Unpadded base64url HMAC-SHA256(issuer accessToken, seed). */
