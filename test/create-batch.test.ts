@@ -63,7 +63,12 @@ describe('createTask in shared transactions', () => {
    * A transaction of the test's own holding a lock while `during` runs; released when it returns
    * `release()` or throws (so a failing check does not leave the service stuck behind it).
    */
-  async function whileLocked<T>(statement: string, values: unknown[], during: (release: () => Promise<void>) => Promise<T>): Promise<T> {
+  async function whileLocked<T>(
+    statement: string,
+    values: unknown[],
+    during: (release: () => Promise<void>) => Promise<T>,
+    end: 'COMMIT' | 'ROLLBACK' = 'COMMIT',
+  ): Promise<T> {
     const c = new pg.Client({ connectionString: q.database.url });
     await c.connect();
     await c.query('BEGIN');
@@ -72,7 +77,7 @@ describe('createTask in shared transactions', () => {
     const release = async () => {
       if (!open) return;
       open = false;
-      await c.query('COMMIT');
+      await c.query(end);
       await c.end();
     };
     try {
@@ -281,24 +286,26 @@ describe('createTask in shared transactions', () => {
     assert.deepEqual(await invariantViolations(db()), []);
   });
 
-  it('a group another batch takes for another scheduler meanwhile: the batch stores nothing and the single path answers', async () => {
+  it('a group another batch takes for another scheduler meanwhile: the batch undoes itself and the single path answers', async () => {
     const batcher = createBatcher(q.service.ctx);
     const taskGroupId = slugid();
     const first: Call = { taskId: slugid(), def: taskDef({ taskGroupId, schedulerId: 'sched-a' }) };
     const second: Call = { taskId: slugid(), def: taskDef({ taskGroupId, schedulerId: 'sched-b' }) };
     const fallbacks = batcher.stats.fallbacks;
-    // each batch stops at its outbox write: the first has inserted the group by then, and the
-    // second, which read the groups before that commit, waits in its group upsert
-    const [firstAnswer, secondAnswer] = await whileLocked('LOCK TABLE outbox IN SHARE MODE', [], async () => {
-      const firstAnswer = create(first);
-      await reach('the first batch waiting', async () => (await lockWaiters()) === 1);
+    // The second batch's statement reads the groups (no such group yet) and then waits to insert
+    // its task: the test's own transaction holds an uncommitted task row with the same taskId.
+    // Meanwhile the first batch stores the group for sched-a. Once the test's row is rolled back,
+    // the second's task goes in, its group upsert is refused, and the statement aborts itself.
+    const placeholder = `INSERT INTO tasks SELECT (jsonb_populate_record(NULL::tasks, to_jsonb(t) || jsonb_build_object('task_id', $1::text))).*
+      FROM tasks t LIMIT 1`;
+    const { secondAnswer } = await whileLocked(placeholder, [second.taskId], async () => {
       const secondAnswer = create(second);
-      await reach('the second batch waiting', async () => (await lockWaiters()) === 2);
-      return [firstAnswer, secondAnswer];
-    });
-    const a = await firstAnswer;
-    assert.equal(a.code, 200, a.message);
-    await assertStored(first.taskId, a.status, first.def);
+      await reach('the second batch waiting', async () => (await lockWaiters()) === 1);
+      const a = await create(first);
+      assert.equal(a.code, 200, a.message);
+      await assertStored(first.taskId, a.status, first.def);
+      return { secondAnswer };
+    }, 'ROLLBACK');
     const b = await secondAnswer;
     assert.equal(b.code, 409);
     assert.match(b.message!, sameSchedulerConflict('sched-a'));

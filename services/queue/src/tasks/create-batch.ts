@@ -1,6 +1,7 @@
 // createTask for many tasks in one transaction: concurrent calls of tasks without dependencies are
-// gathered by a Batcher and stored with one set-based statement plus the outbox write, so a batch
-// of N tasks costs BEGIN, 2 statements and COMMIT instead of 6 round trips per task.
+// gathered by a Batcher and stored with one set-based statement that also writes their outbox rows.
+// The statement is its own (implicit) transaction, so a batch of N tasks is one round trip and one
+// commit, where a task alone takes 6 round trips.
 //
 // The batch stores only the plain case: a new task joining a group that is new, or has the same
 // schedulerId and is not sealed. Every other item (its taskId already exists, its group belongs to
@@ -11,7 +12,7 @@ import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
 import type { OutboxMessage } from '../outbox/messages.js';
-import { writeOutbox } from '../outbox/write.js';
+import { outboxWithForTasks } from '../outbox/write.js';
 import { pendingChannel, pendingRunRow } from '../runs/schedule.js';
 import { newTaskMessages } from './new-task.js';
 import { priorityNumber } from './priority.js';
@@ -49,29 +50,23 @@ export function submitBatched(ctx: Ctx, item: BatchedTask): Promise<TaskStatus |
   return createBatcher(ctx).submit(item);
 }
 
-/** Thrown inside the transaction to roll it back: a group refused tasks the statement had stored. */
-class GroupTakenMeanwhile extends Error {}
+/** The SQLSTATE the statement aborts with when a group refused tasks it had already inserted. */
+const groupTakenMeanwhile = 'CV001';
 
 async function storeBatch(ctx: Ctx, items: BatchedTask[]): Promise<Array<Outcome<TaskStatus | undefined>>> {
   const candidates = plainCandidates(items);
-  let stored: Set<BatchedTask>;
+  let stored: Set<string>;
   try {
-    stored = await ctx.db.transaction().execute(async (trx) => {
-      const { rows } = await storeStatement(candidates).execute(trx);
-      // The statement reads the groups from its snapshot; a group taken by another scheduler or
-      // sealed since then refuses its tasks in the upsert, after they were inserted. Rare: undo all.
-      if (rows.some((r) => !r.joined)) throw new GroupTakenMeanwhile();
-      const ids = new Set(rows.map((r) => r.task_id));
-      const done = new Set(candidates.filter((c) => ids.has(c.row.task_id)));
-      // after the statement, in the same order: writeOutbox draws the outbox ids (see its comment)
-      await writeOutbox(trx, ctx.config.exchangePrefix, [...done].flatMap((c) => c.messages));
-      return done;
-    });
+    const { rows } = await storeStatement(ctx.config.exchangePrefix, candidates).execute(ctx.db);
+    stored = new Set(rows.map((r) => r.task_id));
   } catch (err) {
-    if (!(err instanceof GroupTakenMeanwhile)) throw err;
+    // The statement read the groups from its snapshot; a group taken by another scheduler or sealed
+    // since then refused its tasks in the upsert, after they were inserted. Rare: the statement
+    // undid itself, and every item goes the single path.
+    if ((err as { code?: string }).code !== groupTakenMeanwhile) throw err;
     stored = new Set();
   }
-  return items.map((item) => ({ ok: true, value: stored.has(item) ? item.status : undefined }));
+  return items.map((item) => ({ ok: true, value: candidates.includes(item) && stored.has(item.row.task_id) ? item.status : undefined }));
 }
 
 /**
@@ -93,14 +88,16 @@ function plainCandidates(items: BatchedTask[]): BatchedTask[] {
 
 /**
  * One statement for the whole batch (its text does not depend on the batch size, so it stays one
- * prepared statement): the tasks, their groups, deadline rows, runs, `pending` rows, and one NOTIFY
- * per task queue for waiting claimWork calls. Returns each inserted task and whether its group took
- * it. Lock order as in the single path: the new task rows (by taskId), then the groups (by
- * taskGroupId, so two batches in flight cannot deadlock); runs and `pending` are rows of our own
- * new tasks, which no one else can lock.
+ * prepared statement): the tasks, their groups, deadline rows, runs, `pending` rows, the outbox rows
+ * of the tasks stored, and one NOTIFY per task queue for waiting claimWork calls. Returns each task
+ * stored. Should a group refuse a task the statement inserted, the statement aborts (CV001) and
+ * nothing is stored. Lock order as in the single path: the new task rows (by taskId), then the
+ * groups (by taskGroupId, so two batches in flight cannot deadlock); runs and `pending` are rows of
+ * our own new tasks, which no one else can lock.
  */
-function storeStatement(items: BatchedTask[]) {
-  return sql<{ task_id: string; joined: boolean }>`
+function storeStatement(exchangePrefix: string, items: BatchedTask[]) {
+  const messages = items.flatMap((i) => i.messages.map((message) => ({ taskId: i.row.task_id, message })));
+  return sql<{ task_id: string }>`
     WITH i AS (
       SELECT * FROM ROWS FROM (jsonb_to_recordset(${`[${items.map((i) => i.json).join(',')}]`}::jsonb) AS (
         task_id text, task_queue_id text, scheduler_id text, project_id text, task_group_id text,
@@ -145,7 +142,9 @@ function storeStatement(items: BatchedTask[]) {
       -- in request order: pending.seq is the FIFO order claimWork serves
       INSERT INTO pending (task_queue_id, priority, task_id, run_id)
       SELECT task_queue_id, priority_number, task_id, run_id FROM ok ORDER BY ordinality),
-    woken AS (SELECT count(pg_notify(${pendingChannel}, q)) FROM (SELECT DISTINCT task_queue_id AS q FROM ok) x)
-    SELECT t.task_id, g.task_group_id IS NOT NULL AS joined
+    woken AS (SELECT count(pg_notify(${pendingChannel}, q)) FROM (SELECT DISTINCT task_queue_id AS q FROM ok) x),
+    ${outboxWithForTasks(exchangePrefix, messages, 'ok')}
+    SELECT t.task_id,
+      CASE WHEN g.task_group_id IS NULL THEN conveyor_abort(${groupTakenMeanwhile}, 'a task group changed hands during the batch') END
     FROM woken, t JOIN i USING (task_id) LEFT JOIN g USING (task_group_id)`;
 }
