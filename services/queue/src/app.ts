@@ -34,6 +34,8 @@ export interface StartOptions {
 export async function startQueue({ config, clock = systemClock, api = true, loops = config.enableLoops, logger }: StartOptions): Promise<QueueService> {
   const log = logger ?? pino({ level: config.logLevel, base: { service: 'queue' } });
   const { db } = createDb(config.databaseUrl!, config.dbPoolSize);
+  // one connection per lane of the batchers (2 each for createTask, claimWork, reports, uploads)
+  const { db: batchDb } = createDb(config.databaseUrl!, Math.min(8, config.dbPoolSize), 'batch');
   await migrate(db as never);
 
   const draining = new AbortController();
@@ -41,6 +43,7 @@ export async function startQueue({ config, clock = systemClock, api = true, loop
   await waiters.start();
   const ctx: Ctx = {
     db,
+    batchDb,
     config,
     clock,
     log,
@@ -71,6 +74,7 @@ export async function startQueue({ config, clock = systemClock, api = true, loop
       await app.close();
       for (const s of services.reverse()) await s.stop();
       await waiters.stop();
+      await batchDb.destroy();
       await db.destroy();
     })());
   return { ctx, app, url, stop };

@@ -13,6 +13,11 @@ export const systemClock: Clock = { now: () => new Date() };
 
 export interface Ctx {
   db: Db;
+  /**
+   * The connections the shared transactions of db/batcher.ts run on (each lane holds one): their
+   * few statements keep generic plans (db/database.ts).
+   */
+  batchDb: Db;
   config: Config;
   clock: Clock;
   log: FastifyBaseLogger;

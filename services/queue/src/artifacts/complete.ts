@@ -52,7 +52,7 @@ export function completeUpload(ctx: Ctx, c: Completion): Promise<void> {
 const keyOf = (g: { taskId: string; runId: number; name: string }) => JSON.stringify([g.taskId, g.runId, g.name]);
 
 export async function serveCompletions(ctx: Ctx, items: Completion[]): Promise<Array<Outcome<void>>> {
-  return ctx.db.transaction().execute(async (trx) => {
+  return ctx.batchDb.transaction().execute(async (trx) => {
     const ids = [...new Set(items.map((i) => i.grant.taskId))].sort();
     const locked = (await sql<{ task_id: string }>`
       SELECT task_id FROM tasks WHERE task_id = ANY(${ids}::text[]) ORDER BY task_id FOR UPDATE`.execute(trx)).rows.map((r) => r.task_id);

@@ -39,8 +39,8 @@ export async function claimPending(ctx: Ctx, who: Claimer, count: number): Promi
 
 // Two lanes: while one batch is in its round trips and commit, the other gathers the claims that
 // arrive meanwhile and runs as soon as it can; more lanes would only make batches smaller and
-// hold more of the pool (20 connections, 5 in tests, shared with the createTask and report
-// batchers and everything else) while the two cores are already busy. A quiet service pays
+// need more of the batch pool (8 connections, one per lane of the four batchers; app.ts) while
+// the two cores are already busy. A quiet service pays
 // nothing: a claim that finds a lane free starts on the next turn of the event loop. 64 requests
 // (at most 32 tasks each from claimWork) bound one transaction's size and its answer's wait.
 export const claimBatcher = batcherPerService(
@@ -48,7 +48,7 @@ export const claimBatcher = batcherPerService(
 );
 
 async function serveClaims(ctx: Ctx, items: ClaimRequest[]): Promise<Array<Outcome<Claim[]>>> {
-  return ctx.db.transaction().execute(async (trx) => {
+  return ctx.batchDb.transaction().execute(async (trx) => {
     const takenUntil = claimUntil(ctx);
     const taken = await takePending(trx, items, ctx.clock.now(), takenUntil);
     const claims = await finishClaims(ctx, trx, items.map(({ who }, i) => ({ who, taken: taken[i]! })), takenUntil);

@@ -47,20 +47,34 @@ class PreparingClient extends pg.Client {
   }
 }
 
+/**
+ * How a pool's connections plan their statements.
+ *
+ * - `general`: jit=off — every statement here is short; a plan whose row estimates run high (the
+ *   batched claim's per-queue LIMIT over a big backlog) would otherwise spend ~100 ms compiling
+ *   itself on every execution, for a statement that runs in ~1 ms. plan_cache_mode=
+ *   force_custom_plan — a prepared statement otherwise settles on a generic plan after five runs,
+ *   and on a new install those runs happen while the tables are nearly empty: the plan then scans
+ *   whole tables for the life of the connection as they grow. Planning each execution keeps the
+ *   saving of parsing once. bench/worker, backlog of 1,500: the SDK no-op drain went 223–315 →
+ *   396–444 tasks/s (PostgreSQL CPU per task 3.4 → 1.4 ms).
+ * - `batch`: the shared transactions (db/batcher.ts), a handful of statements run thousands of
+ *   times a second. Planning them each time was a third of PostgreSQL's CPU in the lifecycle bench,
+ *   so they keep one generic plan per connection; and since that plan may be made while the tables
+ *   are empty, sequential and bitmap scans are off, which leaves the planner the index paths whose
+ *   cost does not grow with the tables (every statement here reaches its rows by key or through
+ *   the claim index in claim order). Lifecycle bench: PostgreSQL CPU per lifecycle −27 %.
+ */
+export type PoolUse = 'general' | 'batch';
+
+const settings: Record<PoolUse, string> = {
+  general: '-c jit=off -c plan_cache_mode=force_custom_plan',
+  batch: '-c jit=off -c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c enable_bitmapscan=off',
+};
+
 // bigint columns (outbox ids, pending seq) stay strings; counts come back as numbers via ::int casts.
-export function createDb(connectionString: string, max = 20): { db: Db; pool: pg.Pool } {
-  // jit=off: every statement here is short; a plan whose row estimates run high (the batched
-  // claim's per-queue LIMIT over a big backlog) would otherwise spend ~100 ms compiling itself
-  // on every execution, for a statement that runs in ~1 ms.
-  // plan_cache_mode=force_custom_plan: a prepared statement otherwise settles on a generic plan
-  // after five runs, and on a new install those runs happen while the tables are nearly empty —
-  // the plan then scans whole tables for the life of the connection as they grow. Planning each
-  // execution keeps the saving of parsing once. bench/worker, backlog of 1,500: the SDK no-op
-  // drain went 223–315 → 396–444 tasks/s (PostgreSQL CPU per task 3.4 → 1.4 ms); the lean
-  // lifecycle bench showed no difference beyond its noise.
-  const pool = new pg.Pool({
-    connectionString, max, Client: PreparingClient, options: '-c jit=off -c plan_cache_mode=force_custom_plan',
-  });
+export function createDb(connectionString: string, max = 20, use: PoolUse = 'general'): { db: Db; pool: pg.Pool } {
+  const pool = new pg.Pool({ connectionString, max, Client: PreparingClient, options: settings[use] });
   // An idle client erroring (e.g. the server restarting) must not crash the process.
   pool.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });

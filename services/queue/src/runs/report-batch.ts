@@ -46,9 +46,8 @@ interface Resolved {
 
 // Two lanes: this box has 2 cores and a batch is mostly waiting on round trips, so one batch can
 // gather and encode while the other waits on PostgreSQL, and a batch held up by a row lock (a task
-// another transition holds) does not stall every report. More lanes would take more of the pool
-// (20 connections by default, 5 in tests; createTask and claimWork have batchers of their own)
-// and split the waiting reports into smaller batches, which is what loses the sharing. 32 per
+// another transition holds) does not stall every report. More lanes would need more of the batch pool
+// (8 connections, one per lane of the four batchers; app.ts) and split the waiting reports into smaller batches, which is what loses the sharing. 32 per
 // batch takes every report waiting at 50 concurrent lifecycles (about 17 reports in flight), and
 // bounds a batch's statements, its lock hold time and the one-by-one rerun after a failed batch.
 export const reportBatcher = batcherPerService((ctx: Ctx) => new Batcher<ReportItem, ReportAnswer>((items) => serveReports(ctx, items), { name: 'report', maxBatch: 32, lanes: 2 }));
@@ -58,7 +57,7 @@ export function submitReport(ctx: Ctx, item: ReportItem): Promise<ReportAnswer> 
 }
 
 export async function serveReports(ctx: Ctx, items: ReportItem[]): Promise<Array<Outcome<ReportAnswer>>> {
-  return ctx.db.transaction().execute(async (trx) => {
+  return ctx.batchDb.transaction().execute(async (trx) => {
     const ids = [...new Set(items.map((i) => i.taskId))].sort();
     const lockedIds = (
       await sql<{ task_id: string }>`SELECT task_id FROM tasks WHERE task_id = ANY(${ids}::text[]) ORDER BY task_id FOR UPDATE`.execute(trx)

@@ -37,9 +37,9 @@ export function batchedTask(ctx: Ctx, row: TaskRow): BatchedTask {
 
 // Two lanes: while one batch waits for its commit (the WAL flush), the next one gathers and runs,
 // so PostgreSQL never idles between batches; more lanes split the same calls into smaller batches
-// (more round trips and commits) and hold more of the pool, which claimWork's and the reports'
-// batchers share (default pool 20, tests 5: a lane holds one connection and never asks for a
-// second, so a small pool makes batches wait, not deadlock). 50 bounds a batch's statement
+// (more round trips and commits) and need more of the batch pool, which the other batchers share
+// (8 connections, fewer with a smaller DB_POOL_SIZE: a lane holds one connection and never asks
+// for a second, so a small pool makes batches wait, not deadlock). 50 bounds a batch's statement
 // (create.ts keeps large tasks out) and its latency: at the bench's 50 concurrent lifecycles
 // about a third of them are in createTask at a time, so batches stay well below it.
 export const createBatchOptions = { name: 'createTask', maxBatch: 50, lanes: 2 };
@@ -57,7 +57,7 @@ async function storeBatch(ctx: Ctx, items: BatchedTask[]): Promise<Array<Outcome
   const candidates = plainCandidates(items);
   let stored: Set<string>;
   try {
-    const { rows } = await storeStatement(ctx.config.exchangePrefix, candidates).execute(ctx.db);
+    const { rows } = await storeStatement(ctx.config.exchangePrefix, candidates).execute(ctx.batchDb);
     stored = new Set(rows.map((r) => r.task_id));
   } catch (err) {
     // The statement read the groups from its snapshot; a group taken by another scheduler or sealed
