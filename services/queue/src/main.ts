@@ -10,6 +10,7 @@ import { listenCommand, relayCommand } from './outbox/commands.js';
 import { workerCommand } from '@conveyor/generic-worker';
 import { pipelineCommand, schedulerCommand } from '@conveyor/scheduler';
 import { startLocalStack } from './local-stack.js';
+import { limitHeapGrowth } from './heap.js';
 
 export type Command = (config: Config, log: pino.Logger, args: string[]) => Promise<() => Promise<void>>;
 
@@ -31,6 +32,7 @@ async function withDatabase(config: Config, log: pino.Logger): Promise<EmbeddedD
 
 const commands: Record<string, Command> = {
   async start(config, log, args) {
+    limitHeapGrowth();
     const embedded = await withDatabase(config, log);
     const queue = await startQueue({ config, logger: log, api: true, loops: true });
     announce(config, log, queue.url);
@@ -50,6 +52,7 @@ const commands: Record<string, Command> = {
     };
   },
   async api(config, log) {
+    limitHeapGrowth();
     const embedded = await withDatabase(config, log);
     const queue = await startQueue({ config, logger: log, api: true, loops: false });
     announce(config, log, queue.url);
