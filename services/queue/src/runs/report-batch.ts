@@ -1,11 +1,11 @@
 // reportCompleted / reportFailed served in batches: the reports that arrive together share one
 // transaction, and each step is one set-based statement for the whole batch (db/batcher.ts).
 //
-// Per batch: lock the tasks (one statement, in task_id order), lock their pending rows and find
-// which have dependents waiting on them, read tasks and runs, decide each report with the same
-// checkReport as the single path, then one statement resolves the runs, marks first resolutions and
-// moves each group's counter by the batch's sum, and one writes the outbox. That is 7 round trips
-// (BEGIN and COMMIT included) for the whole batch, where each report alone took 9.
+// Per batch: lock the tasks (one statement, in task_id order); lock their pending rows, read tasks
+// and runs and find which have dependents waiting on them (one statement); decide each report with
+// the same checkReport as the single path, then one statement resolves the runs, marks first
+// resolutions and moves each group's counter by the batch's sum, and one writes the outbox. That
+// is 6 round trips (BEGIN and COMMIT included) for the whole batch, where each report alone took 9.
 //
 // Lock order (runs/README.md): all task rows before anything else, sorted, so two batches, or a
 // batch and a single-task transition, never wait for each other in a cycle; then pending rows,
@@ -20,7 +20,7 @@ import { resolveDependents } from '../deps/resolve.js';
 import { ApiError } from '../http/errors.js';
 import type { OutboxMessage } from '../outbox/messages.js';
 import { writeOutbox } from '../outbox/write.js';
-import { loadTasks, toStatus, type TaskWithRuns } from '../tasks/status.js';
+import { fromRowWithRuns, toStatus, type TaskRowWithRuns, type TaskWithRuns } from '../tasks/status.js';
 import { groupResolvedMessages, type GroupCount } from './after-resolved.js';
 import { markResolved, resolvedMessage, type Resolution } from './resolve.js';
 import { checkReport } from './run-checks.js';
@@ -62,9 +62,7 @@ export async function serveReports(ctx: Ctx, items: ReportItem[]): Promise<Array
     const lockedIds = (
       await sql<{ task_id: string }>`SELECT task_id FROM tasks WHERE task_id = ANY(${ids}::text[]) ORDER BY task_id FOR UPDATE`.execute(trx)
     ).rows.map((r) => r.task_id);
-    const unblocks = await lockPendingFindDependents(trx, lockedIds);
-    // a statement begun after the pending locks: the runs it reads stay true until commit
-    const tasks = new Map((await loadTasks(trx, lockedIds)).map((t) => [t.task.task_id, t]));
+    const { tasks, unblocks } = await loadLocked(trx, lockedIds);
 
     const now = ctx.clock.now();
     const resolved: Resolved[] = [];
@@ -103,28 +101,34 @@ export async function serveReports(ctx: Ctx, items: ReportItem[]): Promise<Array
 }
 
 /**
- * Locks the tasks' pending rows (lockTask's second step: waits out claims in flight) and, in the
- * same statement, finds the tasks that have unsatisfied dependent edges: 'resolution' when any
- * resolution satisfies some of them (all-resolved), 'completion' when only completing does.
- * Its snapshot is taken after the task locks were granted, so it sees every edge that a createTask
- * (holding our task FOR SHARE) committed before us.
+ * The locked tasks with their runs, and which of them have unsatisfied dependent edges:
+ * 'resolution' when any resolution satisfies some of them (all-resolved), 'completion' when only
+ * completing does. One statement, begun after the task locks were granted, so it sees every edge
+ * that a createTask (holding our task FOR SHARE) committed before us. It also locks the tasks'
+ * pending rows (lockTask's second step: it waits out a claim in flight). A claim that commits while
+ * we wait is not in this statement's snapshot, but that changes no decision: a task with a pending
+ * run has a later run than any running one, so every report of it answers 409 or as a repeat, from
+ * a state the task really was in after our lock.
  */
-async function lockPendingFindDependents(trx: Trx, taskIds: string[]): Promise<Map<string, 'completion' | 'resolution'>> {
-  const waiting = new Map<string, 'completion' | 'resolution'>();
-  if (taskIds.length === 0) return waiting;
-  // the locking CTE is read by the UNION ALL's second branch, so it runs (a CTE nobody reads does not)
-  const { rows } = await sql<{ task_id: string | null; requires: string | null }>`
+async function loadLocked(trx: Trx, taskIds: string[]) {
+  const tasks = new Map<string, TaskWithRuns>();
+  const unblocks = new Map<string, 'completion' | 'resolution'>();
+  if (taskIds.length === 0) return { tasks, unblocks };
+  // `held` runs because the WHERE clause reads it (a CTE nobody reads does not run)
+  const { rows } = await sql<TaskRowWithRuns & { waiting_resolution: boolean; waiting_completion: boolean }>`
     WITH held AS (SELECT task_id FROM pending WHERE task_id = ANY(${taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE)
-    SELECT u.task_id, r.requires
-    FROM unnest(${taskIds}::text[]) AS u (task_id), (VALUES ('all-completed'), ('all-resolved')) AS r (requires)
-    WHERE EXISTS (SELECT 1 FROM task_dependencies d WHERE d.required_task_id = u.task_id AND d.requires = r.requires AND NOT d.satisfied)
-    UNION ALL SELECT NULL, NULL FROM held`.execute(trx);
-  for (const { task_id, requires } of rows) {
-    if (task_id === null) continue;
-    if (requires === 'all-resolved') waiting.set(task_id, 'resolution');
-    else if (!waiting.has(task_id)) waiting.set(task_id, 'completion');
+    SELECT t.*, coalesce((SELECT json_agg(r ORDER BY r.run_id) FROM runs r WHERE r.task_id = t.task_id), '[]') AS runs_json,
+      EXISTS (SELECT 1 FROM task_dependencies d
+        WHERE d.required_task_id = t.task_id AND d.requires = 'all-resolved' AND NOT d.satisfied) AS waiting_resolution,
+      EXISTS (SELECT 1 FROM task_dependencies d
+        WHERE d.required_task_id = t.task_id AND d.requires = 'all-completed' AND NOT d.satisfied) AS waiting_completion
+    FROM tasks t WHERE t.task_id = ANY(${taskIds}::text[]) AND (SELECT count(*) FROM held) >= 0`.execute(trx);
+  for (const { waiting_resolution, waiting_completion, ...row } of rows) {
+    tasks.set(row.task_id, fromRowWithRuns(row));
+    if (waiting_resolution) unblocks.set(row.task_id, 'resolution');
+    else if (waiting_completion) unblocks.set(row.task_id, 'completion');
   }
-  return waiting;
+  return { tasks, unblocks };
 }
 
 /**
