@@ -6,7 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import taskcluster from 'taskcluster-client';
 import { startTestQueue, type TestQueue } from './harness/service.js';
 import { createTasks, slugid, taskDef, uniqueQueue } from './harness/tasks.js';
-import { rejectsWith } from './harness/http.js';
+import { hawkHeader, rejectsWith } from './harness/http.js';
+import http from 'node:http';
 import { invariantViolations } from './harness/invariants.js';
 import { taskMessages } from './harness/messages.js';
 import { shiftClock } from './harness/clock.js';
@@ -273,6 +274,37 @@ describe('claimWork', () => {
       await rejectsWith(q.queue({ authorizedScopes: [scopes[1]] }).claimTask(taskId, 0, { workerGroup: 'wg', workerId: 'w1' }), 403, 'InsufficientScopes');
       const claim = await q.queue({ authorizedScopes: scopes }).claimTask(taskId, 0, { workerGroup: 'wg', workerId: 'w1' });
       assert.equal(claim.status.state, 'running');
+    });
+  });
+
+  describe('a long-poll whose client went away', () => {
+    let long: TestQueue;
+    before(async () => {
+      long = await startTestQueue({ claimWorkTimeoutSec: 60 });
+    });
+    after(async () => {
+      await long?.stop();
+    });
+
+    it('stops waiting at once and claims nothing for it', async () => {
+      const taskQueueId = uniqueQueue();
+      const url = `${long.rootUrl}/api/queue/v1/claim-work/${taskQueueId}`;
+      const body = JSON.stringify(worker('gone'));
+      const req = http.request(url, {
+        method: 'POST',
+        headers: { authorization: hawkHeader(url, 'POST', { credentials: long.credentials }), 'content-type': 'application/json' },
+      });
+      req.on('error', () => {});
+      req.end(body);
+      const waiters = () => (long.service.ctx.waiters as any).waiting.get(taskQueueId)?.size ?? 0;
+      await waitFor('the long-poll waiting', () => waiters() > 0, { everyMs: 2 });
+      req.destroy();
+      // released by the disconnect, long before its 60 s would end
+      await waitFor('the long-poll released', () => waiters() === 0, { everyMs: 2, timeoutMs: 10_000 });
+      const [taskId] = await createTasks(long.queue(), taskQueueId, 1);
+      assert.equal((await long.queue().status(taskId!)).status.state, 'pending');
+      const claimed = await long.queue().claimWork(taskQueueId, worker('here'));
+      assert.deepEqual(claimed.tasks.map((c: any) => [c.status.taskId, c.workerId]), [[taskId, 'here']]);
     });
   });
 });

@@ -24,11 +24,12 @@ async function isQuarantined(ctx: Ctx, db: Db | Trx, who: Claimer): Promise<bool
 }
 
 /** Claims up to `count`, waiting up to the long-poll timeout for the first one. */
-async function claimWork(ctx: Ctx, who: Claimer, count: number, clientGone: AbortSignal): Promise<Claim[]> {
+async function claimWork(ctx: Ctx, who: Claimer, count: number, clientGone: () => AbortSignal): Promise<Claim[]> {
   const deadline = Date.now() + ctx.config.claimWorkTimeoutSec * 1000;
   markQueueSeen(ctx, who.taskQueueId);
   markWorkerSeen(ctx, who);
-  const signal = AbortSignal.any([clientGone, ctx.draining]);
+  // made only once the call has to wait: under load most calls find work at once
+  let signal: AbortSignal | undefined;
   for (;;) {
     const waiter = ctx.waiters.register(who.taskQueueId);
     try {
@@ -39,6 +40,7 @@ async function claimWork(ctx: Ctx, who: Claimer, count: number, clientGone: Abor
       throw err;
     }
     const left = deadline - Date.now();
+    signal ??= AbortSignal.any([clientGone(), ctx.draining]);
     if (left <= 0 || signal.aborted) {
       waiter.cancel();
       return [];
@@ -61,15 +63,20 @@ export const claimEndpoints = [
     handler: async (req) => {
       const { workerGroup, workerId, tasks } = req.body as { workerGroup: string; workerId: string; tasks: number };
       req.authorize({ workerGroup, workerId });
-      const closed = new AbortController();
-      // 'close' also fires after every answered request; aborting then would only cost a
-      // DOMException (with its stack) per claimWork on the hot path
-      const gone = () => {
-        if (!req.reply.raw.writableFinished) closed.abort();
+      const clientGone = () => {
+        const closed = new AbortController();
+        // 'close' also fires after every answered request; aborting then would only cost a
+        // DOMException (with its stack) per claimWork on the hot path
+        const gone = () => {
+          if (!req.reply.raw.writableFinished) closed.abort();
+        };
+        // asked for only when the call starts to wait, by which time the client may have left
+        if (req.raw.raw.socket?.destroyed) closed.abort();
+        req.raw.raw.once('close', gone);
+        req.reply.raw.once('close', gone);
+        return closed.signal;
       };
-      req.raw.raw.once('close', gone);
-      req.reply.raw.once('close', gone);
-      const claims = await claimWork(req.ctx, { taskQueueId: req.params.taskQueueId, workerGroup, workerId }, tasks, closed.signal);
+      const claims = await claimWork(req.ctx, { taskQueueId: req.params.taskQueueId, workerGroup, workerId }, tasks, clientGone);
       return { tasks: claims };
     },
   }),

@@ -17,9 +17,10 @@ export async function finishClaims(ctx: Ctx, trx: Trx, batch: Array<{ who: Claim
   const messages: OutboxMessage[] = [];
   const answers = batch.map(({ who, taken }) =>
     taken.map(({ t, runId }): Claim => {
-      messages.push(taskMessage('taskRunning', t, { runId, workerGroup: who.workerGroup, workerId: who.workerId, takenUntil: until }));
+      const status = toStatus(t);
+      messages.push(taskMessage('taskRunning', t, { runId, workerGroup: who.workerGroup, workerId: who.workerId, takenUntil: until }, status));
       return {
-        status: toStatus(t),
+        status,
         runId,
         workerGroup: who.workerGroup,
         workerId: who.workerId,

@@ -21,9 +21,9 @@ export interface RunFields {
   artifact?: Record<string, unknown>;
 }
 
-export function taskMessage(key: TaskExchange, t: TaskWithRuns, fields: RunFields = {}): OutboxMessage {
+/** `status`: toStatus(t), when the caller has it already (it answers with the same object). */
+export function taskMessage(key: TaskExchange, t: TaskWithRuns, fields: RunFields = {}, status = toStatus(t)): OutboxMessage {
   const exchange = exchanges[key];
-  const status = toStatus(t);
   const body: Record<string, unknown> = { version: 1, status };
   if (fields.runId !== undefined) body.runId = fields.runId;
   if (fields.workerGroup) body.workerGroup = fields.workerGroup;
