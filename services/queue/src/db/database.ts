@@ -47,6 +47,24 @@ class PreparingClient extends pg.Client {
   }
 }
 
+/** How often a batch connection drops its generic plans (see `settings`). */
+const replanEveryMs = 5_000;
+
+class ReplanningClient extends PreparingClient {
+  private plannedAt = Date.now();
+
+  override query(...args: unknown[]): any {
+    const now = Date.now();
+    if (now - this.plannedAt >= replanEveryMs) {
+      this.plannedAt = now;
+      // queued ahead of this statement on the same connection; the prepared statements stay, only
+      // their plans go. Inside a failed transaction it fails alone, and the next period retries.
+      (super.query('DISCARD PLANS') as Promise<unknown>).catch(() => {});
+    }
+    return super.query(...args);
+  }
+}
+
 /**
  * How a pool's connections plan their statements.
  *
@@ -60,10 +78,13 @@ class PreparingClient extends pg.Client {
  *   396–444 tasks/s (PostgreSQL CPU per task 3.4 → 1.4 ms).
  * - `batch`: the shared transactions (db/batcher.ts), a handful of statements run thousands of
  *   times a second. Planning them each time was a third of PostgreSQL's CPU in the lifecycle bench,
- *   so they keep one generic plan per connection; and since that plan may be made while the tables
- *   are empty, sequential and bitmap scans are off, which leaves the planner the index paths whose
- *   cost does not grow with the tables (every statement here reaches its rows by key or through
- *   the claim index in claim order). Lifecycle bench: PostgreSQL CPU per lifecycle −27 %.
+ *   so they keep a generic plan per connection, made afresh every 5 s: a plan made while a table
+ *   was nearly empty picks index paths that scan a whole index (tasks by task_id through
+ *   tasks_group, the running runs through their partial index), and the planner sizes a table
+ *   from its current file size even before ANALYZE, so the next plan follows the growth.
+ *   Sequential and bitmap scans are off, so even a plan made on empty tables walks the claim index
+ *   in claim order rather than sorting a queue's whole backlog. Lifecycle bench: PostgreSQL CPU per
+ *   lifecycle −27 %.
  */
 export type PoolUse = 'general' | 'batch';
 
@@ -74,7 +95,8 @@ const settings: Record<PoolUse, string> = {
 
 // bigint columns (outbox ids, pending seq) stay strings; counts come back as numbers via ::int casts.
 export function createDb(connectionString: string, max = 20, use: PoolUse = 'general'): { db: Db; pool: pg.Pool } {
-  const pool = new pg.Pool({ connectionString, max, Client: PreparingClient, options: settings[use] });
+  const Client = use === 'batch' ? ReplanningClient : PreparingClient;
+  const pool = new pg.Pool({ connectionString, max, Client, options: settings[use] });
   // An idle client erroring (e.g. the server restarting) must not crash the process.
   pool.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
