@@ -1,11 +1,12 @@
 // reportCompleted / reportFailed served in batches: the reports that arrive together share one
 // transaction, and each step is one set-based statement for the whole batch (db/batcher.ts).
 //
-// Per batch: lock the tasks (one statement, in task_id order); lock their pending rows, read tasks
-// and runs and find which have dependents waiting on them (one statement); decide each report with
-// the same checkReport as the single path, then one statement resolves the runs, marks first
-// resolutions and moves each group's counter by the batch's sum, and one writes the outbox. That
-// is 6 round trips (BEGIN and COMMIT included) for the whole batch, where each report alone took 9.
+// Per batch: BEGIN with the task locks (one message, in task_id order: db/tasks-locked.ts); lock
+// their pending rows, read tasks and runs and find which have dependents waiting on them (one
+// statement); decide each report with the same checkReport as the single path, then one statement
+// resolves the runs, marks first resolutions and moves each group's counter by the batch's sum,
+// and one writes the outbox. That is 5 round trips (COMMIT included) for the whole batch, where
+// each report alone takes 9.
 //
 // Lock order (runs/README.md): all task rows before anything else, sorted, so two batches, or a
 // batch and a single-task transition, never wait for each other in a cycle; then pending rows,
@@ -15,6 +16,7 @@ import { sql } from 'kysely';
 import type { TaskStatus } from '@conveyor/schemas';
 import type { Ctx } from '../context.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
+import { withTasksLocked } from '../db/tasks-locked.js';
 import type { Trx } from '../db/database.js';
 import { resolveDependents } from '../deps/resolve.js';
 import { ApiError } from '../http/errors.js';
@@ -57,12 +59,9 @@ export function submitReport(ctx: Ctx, item: ReportItem): Promise<ReportAnswer> 
 }
 
 export async function serveReports(ctx: Ctx, items: ReportItem[]): Promise<Array<Outcome<ReportAnswer>>> {
-  return ctx.batchDb.transaction().execute(async (trx) => {
-    const ids = [...new Set(items.map((i) => i.taskId))].sort();
-    const lockedIds = (
-      await sql<{ task_id: string }>`SELECT task_id FROM tasks WHERE task_id = ANY(${ids}::text[]) ORDER BY task_id FOR UPDATE`.execute(trx)
-    ).rows.map((r) => r.task_id);
-    const { tasks, unblocks } = await loadLocked(trx, lockedIds);
+  const ids = [...new Set(items.map((i) => i.taskId))].sort();
+  return withTasksLocked(ctx.batchDb, ids, async (trx) => {
+    const { tasks, unblocks } = await loadLocked(trx, ids);
 
     const now = ctx.clock.now();
     const resolved: Resolved[] = [];
