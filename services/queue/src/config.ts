@@ -1,6 +1,7 @@
 // Configuration: one table of keys (environment variable, parser, default, meaning). Everything
 // else (the validated Config object, .env.example, the README table) comes from this table.
 import { randomBytes } from 'node:crypto';
+import { keyFromFile, parseTokenKey } from './auth/token-cipher.js';
 
 type Parser<T> = (raw: string) => T;
 
@@ -59,6 +60,11 @@ export const configKeys = {
   rootAccessToken: {
     env: 'ROOT_ACCESS_TOKEN', doc: 'Access token of the root client; generated and printed when unset outside production',
     parse: str, default: undefined as string | undefined,
+  },
+  clientTokenKey: {
+    env: 'CLIENT_TOKEN_KEY',
+    doc: 'Key the access tokens of the clients stored in PostgreSQL are encrypted with: 32 random bytes, base64url; required when NODE_ENV=production, otherwise kept in .conveyor/client-token.key when unset (made on first use). Stored clients must be re-created after changing it',
+    parse: parseTokenKey, default: undefined as Buffer | undefined,
   },
   exchangePrefix: {
     env: 'EXCHANGE_PREFIX', doc: 'Prefix of every exchange name',
@@ -170,6 +176,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     config.rootAccessToken = randomBytes(32).toString('base64url');
     config.generatedRootAccessToken = true;
   }
+  // set but malformed is already a problem of its own
+  if (config.production && !config.clientTokenKey && !env[configKeys.clientTokenKey.env]) {
+    problems.push('CLIENT_TOKEN_KEY: required when NODE_ENV=production (32 random bytes, base64url)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * The key stored client tokens are encrypted with: CLIENT_TOKEN_KEY or, outside production, the
+ * key file under `dataRoot` (read or made once, then kept in config so every user of this config
+ * — queue, scheduler, the client command — encrypts with the same key).
+ */
+export function clientTokenKey(config: Config, dataRoot?: string): Buffer {
+  if (config.clientTokenKey) return config.clientTokenKey;
+  // loadConfig refuses this; a hand-built config must not fall back to a key on local disk
+  if (config.production) throw new ConfigError(['CLIENT_TOKEN_KEY: required when NODE_ENV=production']);
+  return (config.clientTokenKey = keyFromFile(dataRoot));
 }
