@@ -8,6 +8,7 @@ import amqp from 'amqplib';
 import type { Worker } from '@conveyor/worker';
 import { loadWorkerConfig, startGenericWorker } from '@conveyor/generic-worker';
 import { SchedulerClient, stageTasks, startScheduler, taskGroupIdOf, taskIdOf, type Pipeline, type Scheduler } from '@conveyor/scheduler';
+import { storeClient } from '../services/queue/src/auth/clients.js';
 import { deleteExchanges } from './harness/amqp.js';
 import { outboxRows } from './harness/outbox.js';
 import { amqpUrl, startTestQueue, type TestQueue } from './harness/service.js';
@@ -161,10 +162,9 @@ describe('pipeline scheduler', () => {
     // a client that may submit pipelines but not create tasks on the queue they name
     const clientId = `sched-test-${slugid()}`;
     const accessToken = 'a-token-for-tests-only-123456';
-    await q.service.ctx.db
-      .insertInto('clients')
-      .values({ client_id: clientId, access_token: accessToken, scopes: JSON.stringify(['scheduler:create-pipeline:*', 'queue:create-task:project:none']), expires: new Date(Date.now() + 3600_000) })
-      .execute();
+    await storeClient(q.service.ctx.db, q.config.clientTokenKey!, {
+      clientId, accessToken, scopes: ['scheduler:create-pipeline:*', 'queue:create-task:project:none'], expires: new Date(Date.now() + 3600_000),
+    });
     const refused = slugid();
     await assert.rejects(
       client(s, { clientId, accessToken }).submit(refused, { name: 'sneaky', stages: [{ name: 'a', tasks: [{ name: 't', taskQueueId: 'built-in/succeed' }] }] }),

@@ -27,6 +27,8 @@ export async function startTestQueue(overrides: Partial<Config> = {}): Promise<T
       port: 0,
       databaseUrl: database.url,
       rootAccessToken: randomBytes(16).toString('hex'),
+      // a key of its own: test queues never read or make the key file under .conveyor/
+      clientTokenKey: randomBytes(32),
       exchangePrefix: `exchange/conveyor-test-${randomBytes(4).toString('hex')}/v1/`,
       logLevel: (process.env.TEST_LOG_LEVEL as Config['logLevel']) ?? 'silent',
       // several test files (and developers) share one PostgreSQL with max_connections 100

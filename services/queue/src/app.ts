@@ -3,9 +3,9 @@
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { Authenticator } from './auth/authenticate.js';
-import { clientLookup } from './auth/clients.js';
+import { clientLookup, encryptPlainTokens } from './auth/clients.js';
 import { PendingWaiters } from './claims/waiters.js';
-import type { Config } from './config.js';
+import { clientTokenKey, type Config } from './config.js';
 import { systemClock, type Clock, type Ctx } from './context.js';
 import { createDb, migrate } from './db/database.js';
 import { referenceRoutes } from './http/reference.js';
@@ -33,10 +33,13 @@ export interface StartOptions {
 
 export async function startQueue({ config, clock = systemClock, api = true, loops = config.enableLoops, logger }: StartOptions): Promise<QueueService> {
   const log = logger ?? pino({ level: config.logLevel, base: { service: 'queue' } });
+  // before any connection: a bad key file fails the start with nothing to clean up
+  const tokenKey = clientTokenKey(config);
   const { db } = createDb(config.databaseUrl!, config.dbPoolSize);
   // one connection per lane of the batchers (2 each for createTask, claimWork, reports, uploads)
   const { db: batchDb } = createDb(config.databaseUrl!, Math.min(8, config.dbPoolSize), 'batch');
   await migrate(db as never);
+  await encryptPlainTokens(db, tokenKey, log);
 
   const draining = new AbortController();
   const waiters = new PendingWaiters(config.databaseUrl!, log);
@@ -52,7 +55,7 @@ export async function startQueue({ config, clock = systemClock, api = true, loop
     draining: draining.signal,
   };
 
-  const authenticator = new Authenticator({ lookupClient: clientLookup(db, config), anonymousScopes: config.anonymousScopes });
+  const authenticator = new Authenticator({ lookupClient: clientLookup(db, config, log), anonymousScopes: config.anonymousScopes });
   const app = await buildServer({
     ctx,
     authenticator,

@@ -2,7 +2,7 @@
 // migrate. Other capabilities add their own sub-commands (relay, worker, scheduler, listen).
 import pino from 'pino';
 import { startQueue } from './app.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { clientTokenKey, ConfigError, loadConfig, type Config } from './config.js';
 import { clientCommand } from './auth/clients-cli.js';
 import { createDb, migrate } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from './db/embedded.js';
@@ -79,10 +79,13 @@ const commands: Record<string, Command> = {
     return async () => {};
   },
   async client(config, log, args) {
+    // the same key source as the queue (CLIENT_TOKEN_KEY or .conveyor/client-token.key), read
+    // before anything starts so a bad key file stops the command at once
+    const key = clientTokenKey(config);
     const embedded = await withDatabase(config, log);
     const { db } = createDb(config.databaseUrl!, 1);
     await migrate(db as never);
-    const code = await clientCommand(db, args, (s) => process.stdout.write(s + '\n'));
+    const code = await clientCommand(db, key, args, (s) => process.stdout.write(s + '\n'));
     await db.destroy();
     await embedded?.stop();
     process.exit(code);

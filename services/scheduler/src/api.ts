@@ -52,7 +52,7 @@ export interface ApiOptions {
 }
 
 export async function buildSchedulerApi({ s, queueConfig, kick }: ApiOptions): Promise<FastifyInstance> {
-  const authenticator = new Authenticator({ lookupClient: clientLookup(s.db, queueConfig), anonymousScopes: queueConfig.anonymousScopes });
+  const authenticator = new Authenticator({ lookupClient: clientLookup(s.db, queueConfig, s.log), anonymousScopes: queueConfig.anonymousScopes });
   const app = Fastify({ logger: false, bodyLimit: 5 * 1024 * 1024 });
   const who = async (req: FastifyRequest) =>
     authenticator.authenticate({ method: req.method, url: req.url, ...hostPort(req), authorization: req.headers.authorization });

@@ -4,7 +4,8 @@
 // for anything missed (a message that arrived while a stage was still being submitted, a restart).
 import { QueueClient } from '@conveyor/client';
 import { consume, followEventStream, QueueEvents, type Consumer } from '@conveyor/pulse';
-import type { Config } from '../../queue/src/config.js';
+import { encryptPlainTokens } from '../../queue/src/auth/clients.js';
+import { clientTokenKey, type Config } from '../../queue/src/config.js';
 import { createDb, migrate } from '../../queue/src/db/database.js';
 import { buildSchedulerApi, schedulerApiPrefix } from './api.js';
 import { advance, type Logger, type SchedulerCtx } from './progress.js';
@@ -37,6 +38,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<Scheduler> {
   const schedulerId = o.schedulerId ?? 'conveyor-scheduler';
   const { db } = createDb(o.queueConfig.databaseUrl!, 5);
   await migrate(db as never);
+  // it authenticates against the queue's clients, so it may be the first of a new version to start
+  await encryptPlainTokens(db, clientTokenKey(o.queueConfig), o.log);
   const s: SchedulerCtx = { db, schedulerId, log: o.log, queue: new QueueClient({ rootUrl: o.rootUrl, credentials: o.credentials }) };
 
   const inFlight = new Map<string, Promise<void>>();

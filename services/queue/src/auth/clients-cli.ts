@@ -2,10 +2,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Db } from '../db/database.js';
 import { validScope } from './scopes.js';
+import { storeClient } from './clients.js';
 
 const usage = 'usage: conveyor client create <clientId> [scope ...] | client list | client delete <clientId>';
 
-export async function clientCommand(db: Db, args: string[], out: (s: string) => void): Promise<number> {
+/** `key` encrypts the token stored (see token-cipher.ts); the plain token is only printed. */
+export async function clientCommand(db: Db, key: Buffer, args: string[], out: (s: string) => void): Promise<number> {
   const [verb, clientId, ...scopes] = args;
   switch (verb) {
     case 'create': {
@@ -20,11 +22,7 @@ export async function clientCommand(db: Db, args: string[], out: (s: string) => 
       }
       const accessToken = randomBytes(32).toString('base64url');
       const expires = new Date(Date.now() + 1000 * 365 * 24 * 3600 * 1000);
-      await db
-        .insertInto('clients')
-        .values({ client_id: clientId, access_token: accessToken, scopes: JSON.stringify(scopes), expires })
-        .onConflict((oc) => oc.column('client_id').doUpdateSet({ access_token: accessToken, scopes: JSON.stringify(scopes), disabled: false }))
-        .execute();
+      await storeClient(db, key, { clientId, accessToken, scopes, expires });
       out(JSON.stringify({ clientId, accessToken, scopes }, null, 2));
       return 0;
     }
