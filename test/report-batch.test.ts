@@ -246,4 +246,25 @@ describe('batched reports', () => {
     assert.deepEqual(Object.keys(rows[0]!.body).sort(), ['expires', 'schedulerId', 'taskGroupId', 'version']);
     assert.deepEqual(await invariantViolations(db(), [x!, y!]), []);
   });
+
+  it('carries quotes and backslashes intact through the statements sent with COMMIT', async () => {
+    // the claim's and the report's last statements embed their values as literals
+    // (db/batch-transaction.ts): a value that would break out of a badly quoted literal
+    const taskQueueId = uniqueQueue();
+    const tricky = `it's \\' a '' trap \\\\ "x" \u00e9 $$ $q$`;
+    const taskId = slugid();
+    await q.queue().createTask(taskId, taskDef({ taskQueueId, routes: [`o'brien.\\${taskId}`], tags: { note: tricky } }));
+    const claimed = await q.queue().claimWork(taskQueueId, { workerGroup: 'g', workerId: 'w', tasks: 1 });
+    assert.equal(claimed.tasks.length, 1);
+    await q.queue().reportCompleted(taskId, 0);
+    const messages = await taskMessages(db(), taskId);
+    assert.deepEqual(messages.map((m) => m.exchange), ['task-defined', 'task-pending', 'task-running', 'task-completed']);
+    for (const m of messages) {
+      assert.deepEqual(m.body.task, { tags: { note: tricky } }, m.exchange);
+      assert.deepEqual(m.row.cc, [`route.o'brien.\\${taskId}`], m.exchange);
+    }
+    const worker = await q.queue().getWorker(...taskQueueId.split('/'), 'g', 'w');
+    assert.deepEqual(worker.recentTasks, [{ taskId, runId: 0 }]);
+    assert.deepEqual(await invariantViolations(db()), []);
+  });
 });

@@ -84,13 +84,14 @@ class ReplanningClient extends PreparingClient {
  *   from its current file size even before ANALYZE, so the next plan follows the growth.
  *   Sequential and bitmap scans are off, so even a plan made on empty tables walks the claim index
  *   in claim order rather than sorting a queue's whole backlog. Lifecycle bench: PostgreSQL CPU per
- *   lifecycle −27 %.
+ *   lifecycle −27 %. standard_conforming_strings=on whatever the database's default: statements
+ *   sent with BEGIN or COMMIT embed their values as literals (db/batch-transaction.ts).
  */
 export type PoolUse = 'general' | 'batch';
 
 const settings: Record<PoolUse, string> = {
   general: '-c jit=off -c plan_cache_mode=force_custom_plan',
-  batch: '-c jit=off -c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c enable_bitmapscan=off',
+  batch: '-c jit=off -c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c enable_bitmapscan=off -c standard_conforming_strings=on',
 };
 
 // bigint columns (outbox ids, pending seq) stay strings; counts come back as numbers via ::int casts.
