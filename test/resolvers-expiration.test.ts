@@ -162,4 +162,50 @@ describe('expiration', () => {
     assert.equal(r.deleted['outbox-unbrokered'], 1);
     assert.deepEqual((await sql<{ id: string }>`SELECT id FROM outbox ORDER BY id`.execute(db())).rows.map((x) => x.id), [ids[1]]);
   });
+
+  it('deletes a resolved pipeline once the task groups of all its stages are gone, never a running one', async () => {
+    const hour = 3600_000;
+    const grace = q.config.expirationGraceSec * 1000;
+    const now = Date.now();
+    const taskGroupId = slugid();
+    const taskQueueId = uniqueQueue();
+    const taskId = await create(q, {
+      taskGroupId, taskQueueId, deadline: new Date(now + hour).toJSON(), expires: new Date(now + 2 * hour).toJSON(),
+    });
+    await claimAndResolve(q, taskQueueId, 'completed', { taskId });
+    const pipeline = async (state: string, resolved: Date | null, groups: string[]) => {
+      const id = slugid();
+      await sql`
+        INSERT INTO scheduler_pipelines (pipeline_id, name, definition, scheduler_id, submitted_by, state, created, updated, resolved)
+        VALUES (${id}, 'p', '{}', 'sched', 'test', ${state}, ${new Date(now)}, ${new Date(now)}, ${resolved})`.execute(db());
+      for (const [stage, group] of groups.entries()) {
+        await sql`INSERT INTO scheduler_stages (pipeline_id, stage, task_group_id, state, created)
+          VALUES (${id}, ${stage}, ${group}, 'completed', ${new Date(now)})`.execute(db());
+      }
+      return id;
+    };
+    const completed = await pipeline('completed', new Date(now), [slugid(), taskGroupId]);
+    const failedEarly = await pipeline('failed', new Date(now), []);
+    const running = await pipeline('running', null, [slugid()]);
+    const ids = [completed, failedEarly, running];
+
+    // resolved within the grace: all stay
+    assert.equal((await expireAll(at(now + grace - 1000))).deleted.pipelines, 0);
+    // past it: the one without groups goes; the completed one waits for its last group
+    assert.equal((await expireAll(at(now + grace + 1000))).deleted.pipelines, 1);
+    assert.equal(await count('scheduler_pipelines', 'pipeline_id', ids), 2);
+    // the group expires with its task (once the deadline loop is done with it); the pipeline goes
+    // in the same pass, with its stages
+    const later = at(now + 2 * hour + grace + 1000);
+    await resolveDeadlines(later);
+    const r = await expireAll(later);
+    assert.equal(r.deleted['task-groups'], 1);
+    assert.equal(r.deleted.pipelines, 1);
+    assert.equal(await count('scheduler_pipelines', 'pipeline_id', ids), 1);
+    assert.equal(await count('scheduler_pipelines', 'pipeline_id', [running]), 1);
+    assert.equal(await count('scheduler_stages', 'pipeline_id', [completed]), 0);
+    // a running pipeline stays, however old
+    assert.equal((await expireAll(at(now + 365 * 24 * hour))).deleted.pipelines, 0);
+    await sql`DELETE FROM scheduler_pipelines WHERE pipeline_id = ${running}`.execute(db());
+  });
 });

@@ -86,7 +86,7 @@ export const configKeys = {
     env: 'EXPIRATION_INTERVAL_MS', doc: 'Interval of the expiration loop', parse: int(100), default: 60_000,
   },
   expirationGraceSec: {
-    env: 'EXPIRATION_GRACE_SEC', doc: 'Seconds past their expires before tasks, groups, edges, artifacts, workers and task queues are deleted',
+    env: 'EXPIRATION_GRACE_SEC', doc: 'Seconds past their expires before tasks, groups, edges, artifacts, workers and task queues are deleted (and resolved pipelines, once all their task groups are gone)',
     parse: int(0), default: 1800,
   },
   outboxRetentionSec: {

@@ -1,5 +1,6 @@
 // Expiration: deletes tasks (with runs, pending and deadline rows), dependency edges, groups,
-// workers, task queues and published outbox rows past their `expires` plus a grace period (EXPIRATION_GRACE_SEC), in
+// resolved pipelines whose groups are gone, workers, task queues and published outbox rows past
+// their `expires` plus a grace period (EXPIRATION_GRACE_SEC), in
 // batches of bounded size, each its own statement. Artifacts have their own loop
 // (artifacts/expire.ts): they may not outlive their task, so they are gone first.
 import { sql } from 'kysely';
@@ -134,7 +135,27 @@ const unbrokeredOutbox: ExpirationStep = {
   },
 };
 
-const steps = [tasks, dependencies, groups, workers, taskQueues, outbox, unbrokeredOutbox];
+/**
+ * A resolved pipeline (the scheduler's) lives as long as its work: once the task groups of all its
+ * stages have expired and gone, and it resolved before the cutoff, it goes with its stages (ON
+ * DELETE CASCADE). Running pipelines stay whatever their age. Oldest resolutions first.
+ */
+const pipelines: ExpirationStep = {
+  name: 'pipelines',
+  async run(ctx, cutoff, limit) {
+    const r = await sql`
+      DELETE FROM scheduler_pipelines WHERE pipeline_id IN (
+        SELECT pipeline_id FROM scheduler_pipelines p
+        WHERE p.resolved IS NOT NULL AND p.resolved < ${cutoff}
+          AND NOT EXISTS (
+            SELECT 1 FROM scheduler_stages s JOIN task_groups g USING (task_group_id) WHERE s.pipeline_id = p.pipeline_id)
+        ORDER BY p.resolved LIMIT ${limit} FOR UPDATE SKIP LOCKED)`.execute(ctx.db);
+    return Number(r.numAffectedRows ?? 0);
+  },
+};
+
+// groups before pipelines: a pipeline goes in the same pass as its last group
+const steps = [tasks, dependencies, groups, pipelines, workers, taskQueues, outbox, unbrokeredOutbox];
 
 export async function expireAll(ctx: Ctx): Promise<LoopResult & { deleted: Record<string, number> }> {
   const cutoff = new Date(ctx.clock.now().getTime() - ctx.config.expirationGraceSec * 1000);

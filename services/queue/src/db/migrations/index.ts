@@ -8,6 +8,7 @@ import * as m0401 from './0401-dependency-ranges.js';
 import * as m0500 from './0500-artifact-blobs.js';
 import * as m0600 from './0600-scheduler.js';
 import * as m0700 from './0700-statement-abort.js';
+import * as m0701 from './0701-pipeline-expiry.js';
 
 export const migrations: Record<string, Migration> = {
   '0001-initial': m0001,
@@ -17,4 +18,5 @@ export const migrations: Record<string, Migration> = {
   '0500-artifact-blobs': m0500,
   '0600-scheduler': m0600,
   '0700-statement-abort': m0700,
+  '0701-pipeline-expiry': m0701,
 };
