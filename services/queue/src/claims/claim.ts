@@ -1,14 +1,15 @@
 // Claiming: pending runs of a task queue → running, priority first then FIFO. Concurrent claims
 // (claimWork long-polls on any queues, the built-in queues) share one transaction: a batcher
 // gathers them and one set-based statement serves them all (take.ts), so a batch costs BEGIN, the
-// claim, one write of messages and worker rows, COMMIT — however many claims it holds. Locks
+// claim, and one write of messages and worker rows sent with COMMIT — 3 round trips however many
+// claims it holds. Locks
 // pending rows with SKIP LOCKED (concurrent batches take different rows), then moves each run
 // with its precondition in the WHERE clause; no task-row lock, see runs/README.md.
 import type { TaskStatus } from '../tasks/status.js';
 import type { Ctx } from '../context.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
-import { finishClaims } from './finish.js';
 import { batchTransaction } from '../db/batch-transaction.js';
+import { finishClaims } from './finish.js';
 import { takePending, type ClaimRequest } from './take.js';
 
 export interface Claim {
@@ -41,9 +42,9 @@ export async function claimPending(ctx: Ctx, who: Claimer, count: number): Promi
 // Two lanes: while one batch is in its round trips and commit, the other gathers the claims that
 // arrive meanwhile and runs as soon as it can; more lanes would only make batches smaller and
 // need more of the batch pool (8 connections, one per lane of the four batchers; app.ts) while
-// the two cores are already busy. A quiet service pays
-// nothing: a claim that finds a lane free starts on the next turn of the event loop. 64 requests
-// (at most 32 tasks each from claimWork) bound one transaction's size and its answer's wait.
+// the two cores are already busy. A quiet service pays nothing: a claim that finds a lane free
+// starts on the next turn of the event loop. 64 requests (at most 32 tasks each from claimWork)
+// bound one transaction's size and its answer's wait.
 export const claimBatcher = batcherPerService(
   (ctx: Ctx) => new Batcher<ClaimRequest, Claim[]>((items) => serveClaims(ctx, items), { name: 'claimWork', maxBatch: 64, lanes: 2 }),
 );
