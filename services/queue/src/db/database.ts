@@ -31,6 +31,16 @@ function statementName(text: string, parameterCount: number): string | undefined
 }
 
 class PreparingClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    // pg emits 'error' on a client whose connection dies (a PostgreSQL restart, a terminated
+    // backend). The pool listens only while the client sits idle; while it is checked out nobody
+    // does, and an unheard 'error' event would end the process. The statement in flight fails
+    // with the same error (its caller answers 503: http/server.ts), and the pool drops the client
+    // when it is released.
+    this.on('error', () => {});
+  }
+
   // kysely calls query(text, values) and awaits the promise; every other form passes through.
   override query(...args: unknown[]): any {
     const [text, values, callback] = args;
@@ -93,6 +103,20 @@ const settings: Record<PoolUse, string> = {
   general: '-c jit=off -c plan_cache_mode=force_custom_plan',
   batch: '-c jit=off -c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c enable_bitmapscan=off -c standard_conforming_strings=on',
 };
+
+/**
+ * Whether `err` says the database could not be reached or dropped the connection (rather than
+ * refusing a statement): the request may succeed if tried again.
+ */
+export function databaseUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  const code = typeof e.code === 'string' ? e.code : '';
+  // 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now
+  if (/^(08...|57P0[123])$/.test(code)) return true;
+  if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN'].includes(code)) return true;
+  return typeof e.message === 'string' && /^Connection terminated|^timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable/.test(e.message);
+}
 
 // bigint columns (outbox ids, pending seq) stay strings; counts come back as numbers via ::int casts.
 export function createDb(connectionString: string, max = 20, use: PoolUse = 'general'): { db: Db; pool: pg.Pool } {

@@ -12,6 +12,8 @@ export const errorStatus = {
   ResourceExpired: 410,
   InputTooLarge: 413,
   InternalServerError: 500,
+  // not in Taskcluster's catalogue: the database is unreachable; clients retry 5xx
+  ServiceUnavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;

@@ -7,6 +7,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import { compileTemplate, paramsNeeded, satisfies, type CompiledTemplate, type ScopeExpression } from '../auth/scopes.js';
 import type { Authenticator, AuthResult } from '../auth/authenticate.js';
 import type { Ctx } from '../context.js';
+import { databaseUnavailable } from '../db/database.js';
 import { routeParams, type ApiRequest, type Endpoint, type Response } from './endpoint.js';
 import { ApiError, errorStatus } from './errors.js';
 import { paramPatterns, queryPatterns } from './params.js';
@@ -291,6 +292,12 @@ export async function buildServer({ ctx, authenticator, endpoints, plugins = [] 
     }
     if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
       reply.code(400).send(errorBody(req, 'MalformedPayload', fe.message ?? 'Malformed request'));
+      return;
+    }
+    if (databaseUnavailable(err)) {
+      req.log.warn({ err }, 'database unavailable');
+      reply.code(errorStatus.ServiceUnavailable).header('retry-after', '1')
+        .send(errorBody(req, 'ServiceUnavailable', 'The database is unavailable or dropped the connection; try again'));
       return;
     }
     const incidentId = randomUUID();
