@@ -75,6 +75,9 @@ describe('CLIENT_TOKEN_KEY configuration', () => {
       assert.equal(key.length, 32);
       const path = join(root, keyFileName);
       assert.equal(statSync(path).mode & 0o777, 0o600);
+      // the directory stays open to others (umask aside): embedded PostgreSQL's data lives there too,
+      // and as root it runs as another user
+      assert.equal(statSync(root).mode & 0o111, 0o111);
       assert.equal(readFileSync(path, 'utf8'), `${key.toString('base64url')}\n`);
       // the config keeps it: the queue, the scheduler and the CLI of one process share it
       assert.equal(first.clientTokenKey, key);

