@@ -76,11 +76,19 @@ export async function startEmbeddedPostgres(dataRoot = resolve('.conveyor')): Pr
     persistent: true,
     // as root, initdb needs an unprivileged owner; the package creates one
     createPostgresUser: asRoot,
-    onLog: () => {},
+    // kept for the error below: the package rejects a failed start with no reason of its own
+    onLog: (message: unknown) => {
+      log = (log + String(message)).slice(-4000);
+    },
     onError: () => {},
   });
+  let log = '';
   if (!existsSync(join(databaseDir, 'PG_VERSION'))) await pg.initialise();
-  await pg.start();
+  try {
+    await pg.start();
+  } catch (err) {
+    throw new Error(`the embedded PostgreSQL in ${databaseDir} did not start${err ? `: ${(err as Error).message ?? err}` : ''}\n${log.trim()}`);
+  }
   const client = pg.getPgClient('postgres', '127.0.0.1');
   await client.connect();
   const exists = await client.query(`SELECT 1 FROM pg_database WHERE datname = 'conveyor'`);
