@@ -7,7 +7,7 @@ import { clientLookup, encryptPlainTokens } from './auth/clients.js';
 import { PendingWaiters } from './claims/waiters.js';
 import { clientTokenKey, type Config } from './config.js';
 import { systemClock, type Clock, type Ctx } from './context.js';
-import { createDb, migrate } from './db/database.js';
+import { createDb, migrate, waitForDatabase } from './db/database.js';
 import { referenceRoutes } from './http/reference.js';
 import { metricsRoutes } from './meta/metrics.js';
 import { endpoints } from './http/routes.js';
@@ -38,7 +38,13 @@ export async function startQueue({ config, clock = systemClock, api = true, loop
   const { db } = createDb(config.databaseUrl!, config.dbPoolSize);
   // one connection per lane of the batchers (2 each for createTask, claimWork, reports, uploads)
   const { db: batchDb } = createDb(config.databaseUrl!, Math.min(8, config.dbPoolSize), 'batch');
-  await migrate(db as never);
+  try {
+    await waitForDatabase(db, config.databaseUrl!, config.dbWaitSec, log);
+    await migrate(db as never);
+  } catch (err) {
+    await Promise.all([db.destroy(), batchDb.destroy()]);
+    throw err;
+  }
   await encryptPlainTokens(db, tokenKey, log);
 
   const draining = new AbortController();

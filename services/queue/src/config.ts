@@ -109,6 +109,10 @@ export const configKeys = {
     parse: (raw: string) => raw.split(',').map((s) => s.trim()).filter(Boolean),
     default: ['queue:get-artifact:public/*'],
   },
+  dbWaitSec: {
+    env: 'DB_WAIT_SEC', doc: 'Seconds to wait at start for PostgreSQL to accept connections (containers started together may bring it up later); 0 fails at once',
+    parse: int(0, 3600), default: 30,
+  },
   dbPoolSize: { env: 'DB_POOL_SIZE', doc: 'PostgreSQL connections per process (the shared transactions of the hot calls use a pool of their own: one connection per lane, at most 8 and at most this many)', parse: int(1, 500), default: 20 },
   production: {
     env: 'NODE_ENV', doc: 'production forbids generated credentials', parse: (raw: string) => raw === 'production', default: false,

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { startQueue } from './app.js';
 import { clientTokenKey, ConfigError, loadConfig, type Config } from './config.js';
 import { clientCommand } from './auth/clients-cli.js';
-import { createDb, migrate } from './db/database.js';
+import { createDb, DatabaseUnreachable, migrate, waitForDatabase } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from './db/embedded.js';
 import { listenCommand, relayCommand } from './outbox/commands.js';
 import { workerCommand } from '@conveyor/generic-worker';
@@ -72,6 +72,7 @@ const commands: Record<string, Command> = {
   async migrate(config, log) {
     const embedded = await withDatabase(config, log);
     const { db } = createDb(config.databaseUrl!, 1);
+    await waitForDatabase(db, config.databaseUrl!, config.dbWaitSec, log);
     await migrate(db as never);
     await db.destroy();
     log.info('migrations applied');
@@ -145,7 +146,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   main().catch((err) => {
-    process.stderr.write(`${err?.stack ?? err}\n`);
+    // a database that cannot be used is an operator's matter: the message says where and why
+    process.stderr.write(`${err instanceof DatabaseUnreachable ? err.message : (err?.stack ?? err)}\n`);
     process.exit(1);
   });
 }

@@ -1,5 +1,5 @@
 // The kysely instance over a pg pool, and the migrator.
-import { Kysely, Migrator, PostgresDialect, type Transaction } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import { migrations } from './migrations/index.js';
 import type { Database } from './tables.js';
@@ -128,6 +128,55 @@ export function createDb(connectionString: string, max = 20, use: PoolUse = 'gen
   return { db, pool };
 }
 
+/** The database could not be used at start; the message says where and why (no stack needed). */
+export class DatabaseUnreachable extends Error {
+  override name = 'DatabaseUnreachable';
+}
+
+/** host:port/database of a connection string, without its credentials, for messages. */
+function where(connectionString: string): string {
+  try {
+    const u = new URL(connectionString);
+    return `${decodeURIComponent(u.hostname) || 'localhost'}:${u.port || 5432}${u.pathname}`;
+  } catch {
+    return 'in DATABASE_URL';
+  }
+}
+
+/**
+ * Resolves once the database answers, waiting up to `seconds` while it is unreachable: started
+ * together with the service (docker compose, a reboot), PostgreSQL may accept connections later.
+ * Anything else — a wrong password, a missing database — fails at once.
+ */
+export async function waitForDatabase(
+  db: Db,
+  connectionString: string,
+  seconds: number,
+  log: { warn(obj: object, msg: string): void },
+): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  let delay = 100;
+  let warned = false;
+  for (;;) {
+    try {
+      await sql`SELECT 1`.execute(db);
+      return;
+    } catch (err) {
+      const reason = (err as Error).message ?? String(err);
+      if (!databaseUnavailable(err)) throw new DatabaseUnreachable(`cannot use the database ${where(connectionString)}: ${reason}`);
+      if (Date.now() + delay > deadline) {
+        throw new DatabaseUnreachable(`the database ${where(connectionString)} did not accept connections within ${seconds} s (DB_WAIT_SEC): ${reason}`);
+      }
+      if (!warned) {
+        warned = true;
+        log.warn({ reason }, `waiting up to ${seconds} s for the database ${where(connectionString)}`);
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 2000);
+    }
+  }
+}
+
 export async function migrate(db: Kysely<unknown>): Promise<void> {
   const migrator = new Migrator({
     db,
@@ -138,7 +187,6 @@ export async function migrate(db: Kysely<unknown>): Promise<void> {
   });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
-  if (error || failed) {
-    throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
-  }
+  if (failed) throw new Error(`migration ${failed.migrationName} failed: ${String(error)}`);
+  if (error) throw error;
 }
