@@ -7,7 +7,7 @@ import { clientLookup, encryptPlainTokens } from './auth/clients.js';
 import { PendingWaiters } from './claims/waiters.js';
 import { clientTokenKey, type Config } from './config.js';
 import { systemClock, type Clock, type Ctx } from './context.js';
-import { createDb, migrate, waitForDatabase } from './db/database.js';
+import { createDb, openDatabase } from './db/database.js';
 import { referenceRoutes } from './http/reference.js';
 import { metricsRoutes } from './meta/metrics.js';
 import { endpoints } from './http/routes.js';
@@ -39,8 +39,7 @@ export async function startQueue({ config, clock = systemClock, api = true, loop
   // one connection per lane of the batchers (2 each for createTask, claimWork, reports, uploads)
   const { db: batchDb } = createDb(config.databaseUrl!, Math.min(8, config.dbPoolSize), 'batch');
   try {
-    await waitForDatabase(db, config.databaseUrl!, config.dbWaitSec, log);
-    await migrate(db as never);
+    await openDatabase(db, config, log);
   } catch (err) {
     await Promise.all([db.destroy(), batchDb.destroy()]);
     throw err;

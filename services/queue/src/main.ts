@@ -4,7 +4,7 @@ import pino from 'pino';
 import { startQueue } from './app.js';
 import { clientTokenKey, ConfigError, loadConfig, type Config } from './config.js';
 import { clientCommand } from './auth/clients-cli.js';
-import { createDb, DatabaseUnreachable, migrate, waitForDatabase } from './db/database.js';
+import { createDb, DatabaseUnreachable, openDatabase } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from './db/embedded.js';
 import { listenCommand, relayCommand } from './outbox/commands.js';
 import { workerCommand } from '@conveyor/generic-worker';
@@ -72,8 +72,7 @@ const commands: Record<string, Command> = {
   async migrate(config, log) {
     const embedded = await withDatabase(config, log);
     const { db } = createDb(config.databaseUrl!, 1);
-    await waitForDatabase(db, config.databaseUrl!, config.dbWaitSec, log);
-    await migrate(db as never);
+    await openDatabase(db, config, log);
     await db.destroy();
     log.info('migrations applied');
     await embedded?.stop();
@@ -85,7 +84,7 @@ const commands: Record<string, Command> = {
     const key = clientTokenKey(config);
     const embedded = await withDatabase(config, log);
     const { db } = createDb(config.databaseUrl!, 1);
-    await migrate(db as never);
+    await openDatabase(db, config, log);
     const code = await clientCommand(db, key, args, (s) => process.stdout.write(s + '\n'));
     await db.destroy();
     await embedded?.stop();

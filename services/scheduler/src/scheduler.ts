@@ -6,7 +6,7 @@ import { QueueClient } from '@conveyor/client';
 import { consume, followEventStream, QueueEvents, type Consumer } from '@conveyor/pulse';
 import { encryptPlainTokens } from '../../queue/src/auth/clients.js';
 import { clientTokenKey, type Config } from '../../queue/src/config.js';
-import { createDb, migrate } from '../../queue/src/db/database.js';
+import { createDb, openDatabase } from '../../queue/src/db/database.js';
 import { buildSchedulerApi, schedulerApiPrefix } from './api.js';
 import { advance, type Logger, type SchedulerCtx } from './progress.js';
 
@@ -37,7 +37,7 @@ export interface Scheduler {
 export async function startScheduler(o: SchedulerOptions): Promise<Scheduler> {
   const schedulerId = o.schedulerId ?? 'conveyor-scheduler';
   const { db } = createDb(o.queueConfig.databaseUrl!, 5);
-  await migrate(db as never);
+  await openDatabase(db, o.queueConfig, o.log);
   // it authenticates against the queue's clients, so it may be the first of a new version to start
   await encryptPlainTokens(db, clientTokenKey(o.queueConfig), o.log);
   const s: SchedulerCtx = { db, schedulerId, log: o.log, queue: new QueueClient({ rootUrl: o.rootUrl, credentials: o.credentials }) };

@@ -177,6 +177,16 @@ export async function waitForDatabase(
   }
 }
 
+/** What every process that opens the database does first: wait for it (DB_WAIT_SEC), then migrate. */
+export async function openDatabase(
+  db: Db,
+  config: { databaseUrl?: string; dbWaitSec: number },
+  log: { warn(obj: object, msg: string): void },
+): Promise<void> {
+  await waitForDatabase(db, config.databaseUrl!, config.dbWaitSec, log);
+  await migrate(db as never);
+}
+
 export async function migrate(db: Kysely<unknown>): Promise<void> {
   const migrator = new Migrator({
     db,

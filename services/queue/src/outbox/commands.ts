@@ -4,7 +4,7 @@
 import { consume, exchangeByName, exchanges, followEventStream, QueueEvents, type ExchangeName } from '@conveyor/pulse';
 import type pino from 'pino';
 import type { Config } from '../config.js';
-import { createDb, migrate } from '../db/database.js';
+import { createDb, openDatabase } from '../db/database.js';
 import type { Command } from '../main.js';
 import { OutboxRelay } from './relay.js';
 
@@ -14,7 +14,7 @@ export const relayCommand: Command = async (config: Config, log: pino.Logger) =>
     process.exit(2);
   }
   const { db } = createDb(config.databaseUrl, 1);
-  await migrate(db as never);
+  await openDatabase(db, config, log);
   await db.destroy();
   const relay = new OutboxRelay({ config, log }).start();
   log.info({ exchangePrefix: config.exchangePrefix }, 'outbox relay started (one per database is active; others stand by)');
