@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { QueueClient, QueueError } from '@conveyor/client';
+import { getEventListeners } from 'node:events';
+import { QueueClient, QueueError, sleep } from '@conveyor/client';
 
 describe('@conveyor/client attempts', () => {
   let server: http.Server;
@@ -63,5 +64,20 @@ describe('@conveyor/client attempts', () => {
   it('retries a 5xx, then answers with a QueueError', async () => {
     await assert.rejects(client({ retries: 1 }).status('broken'), (err: unknown) => err instanceof QueueError && err.statusCode === 500);
     assert.equal(attempts('/task/broken/status'), 2);
+  });
+});
+
+describe('@conveyor/client sleep', () => {
+  it('leaves no abort listener behind on a long-lived signal, and ends at once when it aborts', async () => {
+    const polling = new AbortController();
+    for (let i = 0; i < 20; i++) await sleep(1, polling.signal);
+    assert.equal(getEventListeners(polling.signal, 'abort').length, 0);
+    const t = Date.now();
+    const long = sleep(60_000, polling.signal);
+    assert.equal(getEventListeners(polling.signal, 'abort').length, 1);
+    polling.abort();
+    await long;
+    assert.ok(Date.now() - t < 1000);
+    assert.equal(getEventListeners(polling.signal, 'abort').length, 0);
   });
 });

@@ -4,6 +4,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { authorizationHeader, type Credentials } from './hawk.js';
+import { sleep } from './sleep.js';
 
 export class QueueError extends Error {
   constructor(
@@ -34,12 +35,6 @@ export interface CallOptions {
   query?: Record<string, string | number | undefined>;
   signal?: AbortSignal;
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-  });
 
 const enc = encodeURIComponent;
 

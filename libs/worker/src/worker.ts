@@ -3,7 +3,7 @@
 // report them exception/worker-shutdown so the queue retries them.
 import http from 'node:http';
 import https from 'node:https';
-import { QueueClient } from '@conveyor/client';
+import { QueueClient, sleep } from '@conveyor/client';
 import { TaskRun, type Claim } from './run.js';
 import type { Logger, WorkerOptions } from './types.js';
 
@@ -65,10 +65,7 @@ export function createWorker(options: WorkerOptions): Worker {
         failures += 1;
         const wait = Math.min(30_000, 500 * 2 ** failures);
         log.warn({ err, taskQueueId, retryInMs: wait }, 'claimWork failed');
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, wait);
-          polling.signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
-        });
+        await sleep(wait, polling.signal);
         continue;
       }
       for (const claim of claims) {
