@@ -15,21 +15,9 @@ export function backoffDelay(attempt: number, opts: BackoffOptions = {}): number
   return Math.round(base * (0.8 + Math.random() * 0.2));
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
+// the one back-off wait of the project (it leaves no listener on a long-lived signal); the pulse
+// library and its users get it from here too
+export { sleep } from '@conveyor/client';
 
 /** The slice of a pino logger the library uses; any such logger (or console-like object) fits. */
 export interface PulseLog {
