@@ -59,15 +59,18 @@ function runningPort(databaseDir: string): number | undefined {
  * on the same data. Only the process that started it stops it.
  */
 export async function startEmbeddedPostgres(dataRoot = resolve('.conveyor')): Promise<EmbeddedDb> {
-  const running = runningPort(join(dataRoot, 'pgdata'));
+  const databaseDir = join(dataRoot, 'pgdata');
+  const running = runningPort(databaseDir);
   if (running !== undefined) return { url: embeddedUrl(running), stop: async () => {} };
   mkdirSync(dataRoot, { recursive: true });
   const asRoot = process.getuid?.() === 0;
   // as root, PostgreSQL runs as the package's unprivileged user, which must be able to pass
   // through the data root (a checkout made by an earlier version may have it 0700)
   if (asRoot) chmodSync(dataRoot, statSync(dataRoot).mode | 0o111);
-  const databaseDir = join(dataRoot, 'pgdata');
   const port = await freePort(54329);
+  // the server's last log lines, for the error below: the package rejects a failed start with no
+  // reason of its own
+  let log = '';
   const pg = new EmbeddedPostgres({
     databaseDir,
     port,
@@ -76,13 +79,11 @@ export async function startEmbeddedPostgres(dataRoot = resolve('.conveyor')): Pr
     persistent: true,
     // as root, initdb needs an unprivileged owner; the package creates one
     createPostgresUser: asRoot,
-    // kept for the error below: the package rejects a failed start with no reason of its own
     onLog: (message: unknown) => {
       log = (log + String(message)).slice(-4000);
     },
     onError: () => {},
   });
-  let log = '';
   if (!existsSync(join(databaseDir, 'PG_VERSION'))) await pg.initialise();
   try {
     await pg.start();
