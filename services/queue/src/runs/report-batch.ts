@@ -22,7 +22,7 @@ import { resolveDependents } from '../deps/resolve.js';
 import { ApiError } from '../http/errors.js';
 import type { OutboxMessage } from '../outbox/messages.js';
 import { outboxStatement } from '../outbox/write.js';
-import { fromRowWithRuns, toStatus, type TaskRowWithRuns, type TaskWithRuns } from '../tasks/status.js';
+import { fromRowWithRuns, taskWithRunsColumns, toStatus, type TaskRowWithRuns, type TaskWithRuns } from '../tasks/status.js';
 import { groupResolvedMessages, type GroupCount } from './after-resolved.js';
 import { markResolved, resolvedMessage, type Resolution } from './resolve.js';
 import { checkReport } from './run-checks.js';
@@ -48,10 +48,11 @@ interface Resolved {
 
 // Two lanes: this box has 2 cores and a batch is mostly waiting on round trips, so one batch can
 // gather and encode while the other waits on PostgreSQL, and a batch held up by a row lock (a task
-// another transition holds) does not stall every report. More lanes would need more of the batch pool
-// (8 connections, one per lane of the four batchers; app.ts) and split the waiting reports into smaller batches, which is what loses the sharing. 32 per
-// batch takes every report waiting at 50 concurrent lifecycles (about 17 reports in flight), and
-// bounds a batch's statements, its lock hold time and the one-by-one rerun after a failed batch.
+// another transition holds) does not stall every report. More lanes would need more of the batch
+// pool (8 connections, one per lane of the four batchers; app.ts) and split the waiting reports
+// into smaller batches, which is what loses the sharing. 32 per batch takes every report waiting
+// at 50 concurrent lifecycles (about 17 reports in flight), and bounds a batch's statements, its
+// lock hold time and the one-by-one rerun after a failed batch.
 export const reportBatcher = batcherPerService((ctx: Ctx) => new Batcher<ReportItem, ReportAnswer>((items) => serveReports(ctx, items), { name: 'report', maxBatch: 32, lanes: 2 }));
 
 export function submitReport(ctx: Ctx, item: ReportItem): Promise<ReportAnswer> {
@@ -115,7 +116,7 @@ async function loadLocked(trx: Trx, taskIds: string[]) {
   // `held` runs because the WHERE clause reads it (a CTE nobody reads does not run)
   const { rows } = await sql<TaskRowWithRuns & { waiting_resolution: boolean; waiting_completion: boolean }>`
     WITH held AS (SELECT task_id FROM pending WHERE task_id = ANY(${taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE)
-    SELECT t.*, coalesce((SELECT json_agg(r ORDER BY r.run_id) FROM runs r WHERE r.task_id = t.task_id), '[]') AS runs_json,
+    SELECT ${taskWithRunsColumns},
       EXISTS (SELECT 1 FROM task_dependencies d
         WHERE d.required_task_id = t.task_id AND d.requires = 'all-resolved' AND NOT d.satisfied) AS waiting_resolution,
       EXISTS (SELECT 1 FROM task_dependencies d

@@ -66,6 +66,9 @@ function runFromJson(r: Record<string, unknown>): RunRow {
   return run as unknown as RunRow;
 }
 
+/** The select list of a `tasks t` row with its runs as json in `runs_json` (see TaskRowWithRuns). */
+export const taskWithRunsColumns = sql`t.*, coalesce((SELECT json_agg(r ORDER BY r.run_id) FROM runs r WHERE r.task_id = t.task_id), '[]') AS runs_json`;
+
 /**
  * Tasks and their runs in one statement (one round trip; the text does not depend on the number
  * of ids, so it stays one prepared statement). Not for transitions: they lock first (lockTask).
@@ -73,8 +76,7 @@ function runFromJson(r: Record<string, unknown>): RunRow {
 export async function loadTasks(db: Db | Trx, taskIds: string[]): Promise<TaskWithRuns[]> {
   if (taskIds.length === 0) return [];
   const { rows } = await sql<TaskRowWithRuns>`
-    SELECT t.*, coalesce((SELECT json_agg(r ORDER BY r.run_id) FROM runs r WHERE r.task_id = t.task_id), '[]') AS runs_json
-    FROM tasks t WHERE t.task_id = ANY(${taskIds}::text[])`.execute(db);
+    SELECT ${taskWithRunsColumns} FROM tasks t WHERE t.task_id = ANY(${taskIds}::text[])`.execute(db);
   return rows.map(fromRowWithRuns);
 }
 
