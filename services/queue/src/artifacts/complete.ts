@@ -119,7 +119,6 @@ export async function serveCompletions(ctx: Ctx, items: Completion[]): Promise<A
  */
 async function lockPendingAndArtifacts(trx: Trx, taskIds: string[], keys: Array<{ taskId: string; runId: number; name: string }>) {
   const targets = new Map<string, UploadTarget>();
-  if (taskIds.length === 0) return targets;
   const { rows } = await sql<{ task_id: string | null; run_id: number; name: string; storage_type: string; expires: Date; details: ArtifactRow['details'] }>`
     WITH held AS (SELECT 1 FROM pending WHERE task_id = ANY(${taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE),
     target AS (

@@ -112,7 +112,6 @@ export async function serveReports(ctx: Ctx, items: ReportItem[]): Promise<Array
 async function loadLocked(trx: Trx, taskIds: string[]) {
   const tasks = new Map<string, TaskWithRuns>();
   const unblocks = new Map<string, 'completion' | 'resolution'>();
-  if (taskIds.length === 0) return { tasks, unblocks };
   // `held` runs because the WHERE clause reads it (a CTE nobody reads does not run)
   const { rows } = await sql<TaskRowWithRuns & { waiting_resolution: boolean; waiting_completion: boolean }>`
     WITH held AS (SELECT task_id FROM pending WHERE task_id = ANY(${taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE)
