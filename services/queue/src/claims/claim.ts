@@ -1,15 +1,13 @@
 // Claiming: pending runs of a task queue → running, priority first then FIFO. Concurrent claims
 // (claimWork long-polls on any queues, the built-in queues) share one transaction: a batcher
-// gathers them and one set-based statement serves them all (take.ts), so a batch costs BEGIN, the
-// claim, and one write of messages and worker rows sent with COMMIT — 3 round trips however many
-// claims it holds. Locks
-// pending rows with SKIP LOCKED (concurrent batches take different rows), then moves each run
-// with its precondition in the WHERE clause; no task-row lock, see runs/README.md.
+// gathers them and one set-based statement serves them all (take.ts) and writes their messages
+// and worker rows — 1 round trip however many claims it holds. Locks pending rows with SKIP
+// LOCKED (concurrent batches take different rows), then moves each run with its precondition in
+// the WHERE clause; no task-row lock, see runs/README.md.
 import type { TaskStatus } from '../tasks/status.js';
 import type { Ctx } from '../context.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
-import { batchTransaction } from '../db/batch-transaction.js';
-import { finishClaims } from './finish.js';
+import { claimAnswer } from './finish.js';
 import { takePending, type ClaimRequest } from './take.js';
 
 export interface Claim {
@@ -50,11 +48,7 @@ export const claimBatcher = batcherPerService(
 );
 
 async function serveClaims(ctx: Ctx, items: ClaimRequest[]): Promise<Array<Outcome<Claim[]>>> {
-  // BEGIN, the claim statement, and the messages and worker rows sent with COMMIT: 3 round trips
-  return batchTransaction(ctx.batchDb, [], async (trx) => {
-    const takenUntil = claimUntil(ctx);
-    const taken = await takePending(trx, items, ctx.clock.now(), takenUntil);
-    const { answers, record } = finishClaims(ctx, items.map(({ who }, i) => ({ who, taken: taken[i]! })), takenUntil, 'literal');
-    return { value: answers.map((value) => ({ ok: true as const, value })), last: record };
-  });
+  const takenUntil = claimUntil(ctx);
+  const taken = await takePending(ctx, items, takenUntil);
+  return taken.map((rows) => ({ ok: true as const, value: rows.map((row) => claimAnswer(ctx, row, takenUntil)) }));
 }

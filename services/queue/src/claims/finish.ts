@@ -1,89 +1,119 @@
-// What every claim does once its runs are running, for claimWork batches and claimTask alike:
-// the answer (status, definition, temporary credentials), the task-running messages, and the
-// workers' recent tasks. One statement writes the messages and the worker rows for a whole batch
-// (in a claimWork batch it travels with COMMIT).
+// What every claim writes once its runs are running, for claimWork batches and claimTask alike:
+// the task-running messages and the workers' recent tasks, written by the same statement that
+// reads the claims back — so a claimWork batch is one statement, its own transaction, with no
+// round trip between the claim and its messages. The messages are built in SQL for that
+// (tasks/status-sql.ts, outbox/messages-sql.ts); test/status-sql.test.ts checks them against
+// taskMessage. The answer (definition, temporary credentials) is built here from the rows read back.
+import { exchanges } from '@conveyor/pulse';
 import { sql, type RawBuilder } from 'kysely';
 import type { Ctx } from '../context.js';
-import { embedded, type Embedding } from '../db/batch-transaction.js';
 import type { Trx } from '../db/database.js';
-import { taskMessage, type OutboxMessage } from '../outbox/messages.js';
-import { outboxWith } from '../outbox/write.js';
-import { loadTask, toDefinition, toStatus } from '../tasks/status.js';
+import { routesCcSql, routingKeySql } from '../outbox/messages-sql.js';
+import { outboxChannel } from '../outbox/write.js';
+import { runJsonSql, statusSql } from '../tasks/status-sql.js';
+import { toDefinition, type TaskRow, type TaskStatus } from '../tasks/status.js';
 import type { Claim, Claimer } from './claim.js';
 import { taskCredentials } from './credentials.js';
-import type { Taken } from './take.js';
+
+/** A claim as the claim statements read it back: the task row, the run, its worker, the status after the claim. */
+export type ClaimedRow = TaskRow & {
+  claim_run_id: number;
+  claim_worker_group: string;
+  claim_worker_id: string;
+  status: TaskStatus;
+};
 
 /**
- * Per claimer (same order), its claims, and the statement that writes the messages and recent
- * tasks of them all (none when nothing was claimed), its values embedded as `how` says.
+ * The columns of a claimed row besides the task's own, for a FROM list that holds the tasks row
+ * `t` and the claimed run's row `m` as it is after the claim (its other runs are read from `runs`;
+ * a statement's snapshot does not see the row it just changed).
  */
-export function finishClaims(
-  ctx: Ctx,
-  batch: Array<{ who: Claimer; taken: Taken[] }>,
-  takenUntil: Date,
-  how: Embedding,
-): { answers: Claim[][]; record?: RawBuilder<unknown> } {
+export function claimedColumns(workerGroup: RawBuilder<unknown>, workerId: RawBuilder<unknown>, order: RawBuilder<unknown>) {
+  return sql`t.*, m.run_id AS claim_run_id, ${workerGroup} AS claim_worker_group, ${workerId} AS claim_worker_id,
+    ${order} AS claim_order,
+    ${statusSql('t', sql`(SELECT jsonb_agg(${runJsonSql('x')} ORDER BY x.run_id) FROM (
+      SELECT o.* FROM runs o WHERE o.task_id = m.task_id AND o.run_id <> m.run_id UNION ALL SELECT m.*) x)`)} AS status`;
+}
+
+const running = exchanges.taskRunning;
+const c = (column: string) => sql.ref(`c.${column}`);
+const runningKey = routingKeySql(running, {
+  taskId: c('task_id'),
+  runId: c('claim_run_id'),
+  workerGroup: c('claim_worker_group'),
+  workerId: c('claim_worker_id'),
+  provisionerId: sql`split_part(c.task_queue_id, '/', 1)`,
+  workerType: sql`substr(c.task_queue_id, strpos(c.task_queue_id, '/') + 1)`,
+  schedulerId: c('scheduler_id'),
+  taskGroupId: c('task_group_id'),
+});
+
+/**
+ * WITH entries that write, for every row of the CTE `claimed` (ClaimedRow's columns), its
+ * task-running message and its worker's recent tasks (keeping the last 20, newest last, as
+ * Taskcluster does). Nothing is written, and no transaction id taken, when `claimed` is empty.
+ */
+export function recordClaimsWith(ctx: Ctx, takenUntil: Date) {
+  const now = ctx.clock.now();
+  const expires = new Date(now.getTime() + 24 * 3600 * 1000);
   const until = takenUntil.toISOString();
-  const messages: OutboxMessage[] = [];
-  const answers = batch.map(({ who, taken }) =>
-    taken.map(({ t, runId }): Claim => {
-      const status = toStatus(t);
-      messages.push(taskMessage('taskRunning', t, { runId, workerGroup: who.workerGroup, workerId: who.workerId, takenUntil: until }, status));
-      return {
-        status,
-        runId,
-        workerGroup: who.workerGroup,
-        workerId: who.workerId,
-        takenUntil: until,
-        task: toDefinition(t.task),
-        credentials: taskCredentials(ctx, {
-          taskId: t.task.task_id, runId, workerGroup: who.workerGroup, workerId: who.workerId, takenUntil, scopes: t.task.scopes,
-        }),
-      };
-    }),
-  );
-  return { answers, record: messages.length > 0 ? recordClaims(ctx, messages, batch, how) : undefined };
+  // The xid is taken before the first outbox id is drawn (the event stream's gap handling relies
+  // on it: outbox/write.ts); the claim's own updates took it already, this keeps the rule explicit.
+  return sql`
+    outbox_xid AS MATERIALIZED (
+      SELECT pg_current_xact_id() AS xid, pg_notify(${outboxChannel}, '') AS notified FROM (SELECT FROM claimed LIMIT 1) any_claim),
+    outbox_rows AS (
+      INSERT INTO outbox (exchange, routing_key, cc, body)
+      SELECT ${ctx.config.exchangePrefix}::text || ${running.name}, ${runningKey}, ${routesCcSql(c('routes'))},
+        jsonb_build_object('version', 1, 'status', c.status, 'runId', c.claim_run_id, 'workerGroup', c.claim_worker_group,
+          'workerId', c.claim_worker_id, 'takenUntil', ${until}::text, 'task', jsonb_build_object('tags', c.tags))
+      FROM outbox_xid, claimed c
+      -- outbox ids are drawn in this order (the relay publishes in id order)
+      ORDER BY c.claim_order),
+    worker_rows AS (
+      -- One row per worker (ON CONFLICT DO UPDATE cannot touch a row twice in one statement), in
+      -- key order, so two batches upserting the same workers lock them in the same order.
+      INSERT INTO workers (task_queue_id, worker_group, worker_id, recent_tasks, expires, first_claim, last_date_active)
+      SELECT q, g, w,
+        (SELECT jsonb_agg(e ORDER BY n) FROM (
+          SELECT e, n FROM jsonb_array_elements(mine.r) WITH ORDINALITY AS y (e, n) ORDER BY n DESC LIMIT 20) last),
+        ${expires}::timestamptz, ${now}::timestamptz, ${now}::timestamptz
+      FROM (
+        SELECT c.task_queue_id AS q, c.claim_worker_group AS g, c.claim_worker_id AS w,
+          jsonb_agg(jsonb_build_object('taskId', c.task_id, 'runId', c.claim_run_id) ORDER BY c.claim_order) AS r
+        FROM claimed c GROUP BY 1, 2, 3) mine
+      ORDER BY q, g, w
+      ON CONFLICT (task_queue_id, worker_group, worker_id) DO UPDATE SET
+        recent_tasks = (
+          SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb) FROM (
+            SELECT e, n FROM jsonb_array_elements(workers.recent_tasks || EXCLUDED.recent_tasks) WITH ORDINALITY AS x(e, n)
+            ORDER BY n DESC LIMIT 20) last),
+        expires = greatest(workers.expires, EXCLUDED.expires),
+        last_date_active = EXCLUDED.last_date_active)`;
+}
+
+/** The answer to a claim read back by a claim statement. */
+export function claimAnswer(ctx: Ctx, row: ClaimedRow, takenUntil: Date): Claim {
+  const { claim_run_id: runId, claim_worker_group: workerGroup, claim_worker_id: workerId, status } = row;
+  return {
+    status,
+    runId,
+    workerGroup,
+    workerId,
+    takenUntil: takenUntil.toISOString(),
+    task: toDefinition(row),
+    credentials: taskCredentials(ctx, { taskId: row.task_id, runId, workerGroup, workerId, takenUntil, scopes: row.scopes }),
+  };
 }
 
 /** claimTask's path: one run of a task it has locked, read back after the run moved. */
 export async function finishClaim(ctx: Ctx, trx: Trx, who: Claimer, taskId: string, runId: number, takenUntil: Date): Promise<Claim> {
-  const t = (await loadTask(trx, taskId))!;
-  const { answers, record } = finishClaims(ctx, [{ who, taken: [{ t, runId }] }], takenUntil, 'parameter');
-  await record!.execute(trx);
-  return answers[0]![0]!;
-}
-
-function recordClaims(ctx: Ctx, messages: OutboxMessage[], batch: Array<{ who: Claimer; taken: Taken[] }>, how: Embedding) {
-  // One row per worker (ON CONFLICT DO UPDATE cannot touch a row twice in one statement): a
-  // worker in several requests of the batch gets their claims in request order. Rows go in key
-  // order, so two batches upserting the same workers lock them in the same order.
-  const byWorker = new Map<string, { q: string; g: string; w: string; r: Array<{ taskId: string; runId: number }> }>();
-  for (const { who, taken } of batch) {
-    if (taken.length === 0) continue;
-    const key = JSON.stringify([who.taskQueueId, who.workerGroup, who.workerId]);
-    let row = byWorker.get(key);
-    if (!row) byWorker.set(key, (row = { q: who.taskQueueId, g: who.workerGroup, w: who.workerId, r: [] }));
-    for (const { t, runId } of taken) row.r.push({ taskId: t.task.task_id, runId });
-  }
-  const workers = [...byWorker.keys()].sort().map((k) => {
-    const row = byWorker.get(k)!;
-    // a first claim of more than 20 inserts without the trimming below
-    return { ...row, r: row.r.slice(-20) };
-  });
-  const now = ctx.clock.now();
-  const expires = new Date(now.getTime() + 24 * 3600 * 1000);
-  // keep the last 20, newest last, as Taskcluster does
-  return sql`
-    WITH ${outboxWith(ctx.config.exchangePrefix, messages, how)}
-    INSERT INTO workers (task_queue_id, worker_group, worker_id, recent_tasks, expires, first_claim, last_date_active)
-    SELECT w->>'q', w->>'g', w->>'w', w->'r', ${embedded(expires, how)}::timestamptz, ${embedded(now, how)}::timestamptz,
-      ${embedded(now, how)}::timestamptz
-    FROM jsonb_array_elements(${embedded(JSON.stringify(workers), how)}::jsonb) AS w
-    ON CONFLICT (task_queue_id, worker_group, worker_id) DO UPDATE SET
-      recent_tasks = (
-        SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb) FROM (
-          SELECT e, n FROM jsonb_array_elements(workers.recent_tasks || EXCLUDED.recent_tasks) WITH ORDINALITY AS x(e, n)
-          ORDER BY n DESC LIMIT 20) last),
-      expires = greatest(workers.expires, EXCLUDED.expires),
-      last_date_active = EXCLUDED.last_date_active`;
+  const { rows } = await sql<ClaimedRow>`
+    WITH claimed AS MATERIALIZED (
+      SELECT ${claimedColumns(sql`${who.workerGroup}::text`, sql`${who.workerId}::text`, sql`1`)}
+      FROM tasks t JOIN runs m ON m.task_id = t.task_id
+      WHERE t.task_id = ${taskId} AND m.run_id = ${runId}),
+    ${recordClaimsWith(ctx, takenUntil)}
+    SELECT * FROM claimed`.execute(trx);
+  return claimAnswer(ctx, rows[0]!, takenUntil);
 }

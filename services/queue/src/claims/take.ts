@@ -1,5 +1,6 @@
-// The claim statement for a batch of claim requests: pending runs → running, and the claimed
-// tasks read back, in one round trip however many requests, queues and workers the batch holds.
+// The claim statement for a batch of claim requests: pending runs → running, their task-running
+// messages and the workers' recent tasks written, and the claims read back — one statement, its
+// own transaction, however many requests, queues and workers the batch holds.
 //
 // Two requests on one queue must never get the same run. SKIP LOCKED does not skip rows this
 // transaction has locked itself, so a pick per request would let both pick the same rows. Instead
@@ -7,22 +8,18 @@
 // the picked runs are dealt out in order: the earliest request of the queue gets the best n1 of
 // them, the next the following n2, and so on, so a request for n tasks never gets more than n.
 import { sql } from 'kysely';
-import type { Trx } from '../db/database.js';
-import { fromRowWithRuns, type TaskRowWithRuns, type TaskWithRuns } from '../tasks/status.js';
+import type { Ctx } from '../context.js';
 import type { Claimer } from './claim.js';
+import { claimedColumns, recordClaimsWith, type ClaimedRow } from './finish.js';
 
 export interface ClaimRequest {
   who: Claimer;
   count: number;
 }
 
-export interface Taken {
-  t: TaskWithRuns;
-  runId: number;
-}
-
-/** Per request (same order), the runs it took, priority then FIFO. */
-export async function takePending(trx: Trx, requests: ClaimRequest[], now: Date, takenUntil: Date): Promise<Taken[][]> {
+/** Per request (same order), the claims it got, priority then FIFO. */
+export async function takePending(ctx: Ctx, requests: ClaimRequest[], takenUntil: Date): Promise<ClaimedRow[][]> {
+  const now = ctx.clock.now();
   const asked = JSON.stringify(
     requests.map((r, i) => ({ i, q: r.who.taskQueueId, g: r.who.workerGroup, w: r.who.workerId, n: r.count })),
   );
@@ -30,13 +27,14 @@ export async function takePending(trx: Trx, requests: ClaimRequest[], now: Date,
   // - a task past its deadline keeps its pending row (every pending run has one) until the
   //   deadline resolver takes both away; the pick steps over it;
   // - the run moves only if it is still pending (a stale pending row is dropped, as before);
-  // - the runs json is the task's other runs plus the row just written: the statement's snapshot
-  //   still shows the claimed run as pending.
+  // - the status is built from the task's other runs plus the row just written: the statement's
+  //   snapshot still shows the claimed run as pending;
+  // - the CTEs that write (the messages, the worker rows) run whether or not anything reads them.
   // The planner cannot know how many requests and picks there are (a parameter, a LIMIT per
   // queue); guessing high, it would hash-join whole tables. So every step that reaches a big
   // table is one it must serve from an index: a scalar subquery per request for the quarantine
   // check, and `= ANY (ARRAY(...))` on the key for pending, runs and tasks.
-  const { rows } = await sql<TaskRowWithRuns & { claim_request: number; claim_run_id: number }>`
+  const { rows } = await sql<ClaimedRow & { claim_request: number }>`
     WITH request AS (
       -- request i takes its queue's picks before+1 .. before+n
       SELECT r.*, sum(r.n) OVER (PARTITION BY r.q ORDER BY r.i) - r.n AS before
@@ -68,19 +66,16 @@ export async function takePending(trx: Trx, requests: ClaimRequest[], now: Date,
       WHERE r.task_id = ANY (ARRAY(SELECT task_id FROM taken)) AND r.task_id = taken.task_id AND r.run_id = taken.run_id
         AND r.state = 'pending'
       RETURNING r.*
-    )
-    SELECT dealt.i AS claim_request, m.run_id AS claim_run_id, t.*,
-      (SELECT json_agg(x ORDER BY x.run_id) FROM (
-        SELECT o.* FROM runs o WHERE o.task_id = m.task_id AND o.run_id <> m.run_id
-        UNION ALL SELECT m.*) x) AS runs_json
-    FROM moved m
-    JOIN dealt ON dealt.task_id = m.task_id AND dealt.run_id = m.run_id
-    JOIN tasks t ON t.task_id = m.task_id AND t.task_id = ANY (ARRAY(SELECT task_id FROM moved))
-    -- each worker gets its batch in claim order too: priority, then FIFO
-    ORDER BY dealt.i, dealt.priority DESC, dealt.seq`.execute(trx);
-  const taken: Taken[][] = requests.map(() => []);
-  for (const { claim_request, claim_run_id, ...row } of rows) {
-    taken[claim_request]!.push({ t: fromRowWithRuns(row), runId: claim_run_id });
-  }
-  return taken;
+    ), claimed AS MATERIALIZED (
+      SELECT dealt.i AS claim_request, ${claimedColumns(sql`dealt.g`, sql`dealt.w`,
+        // each worker gets its batch in claim order too: priority, then FIFO
+        sql`row_number() OVER (ORDER BY dealt.i, dealt.priority DESC, dealt.seq)`)}
+      FROM moved m
+      JOIN dealt ON dealt.task_id = m.task_id AND dealt.run_id = m.run_id
+      JOIN tasks t ON t.task_id = m.task_id AND t.task_id = ANY (ARRAY(SELECT task_id FROM moved))
+    ), ${recordClaimsWith(ctx, takenUntil)}
+    SELECT * FROM claimed ORDER BY claim_order`.execute(ctx.batchDb);
+  const claims: ClaimedRow[][] = requests.map(() => []);
+  for (const { claim_request, ...row } of rows) claims[claim_request]!.push(row);
+  return claims;
 }
