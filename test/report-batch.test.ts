@@ -248,8 +248,9 @@ describe('batched reports', () => {
   });
 
   it('carries quotes and backslashes intact through the statements sent with COMMIT', async () => {
-    // the claim's and the report's last statements embed their values as literals
-    // (db/batch-transaction.ts): a value that would break out of a badly quoted literal
+    // the report's statements sent with BEGIN and COMMIT carry their values as literals
+    // (db/pipeline.ts), the claim's messages are built in SQL (claims/finish.ts): a value that
+    // would break out of a badly quoted literal
     const taskQueueId = uniqueQueue();
     const tricky = `it's \\' a '' trap \\\\ "x" \u00e9 $$ $q$`;
     const taskId = slugid();

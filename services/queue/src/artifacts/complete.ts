@@ -56,7 +56,7 @@ export async function serveCompletions(ctx: Ctx, items: Completion[]): Promise<A
   const ids = [...new Set(items.map((i) => i.grant.taskId))].sort();
   // BEGIN with the task locks, and the outbox write with COMMIT (db/batch-transaction.ts); a task
   // that does not exist has no pending rows or artifacts, and loadTasks leaves it out
-  return batchTransaction(ctx.batchDb, ids, async (trx): Promise<BatchResult<Array<Outcome<void>>>> => {
+  return batchTransaction(ctx.batchDb, ids, undefined, async (trx): Promise<BatchResult<Array<Outcome<void>>>> => {
     const targets = await lockPendingAndArtifacts(trx, ids, items.map((i) => i.grant));
     // a statement begun after the pending locks: the runs it reads stay true until commit
     const tasks = new Map((await loadTasks(trx, ids)).map((t) => [t.task.task_id, t]));
@@ -107,7 +107,7 @@ export async function serveCompletions(ctx: Ctx, items: Completion[]): Promise<A
       }
       pending = later;
     }
-    return { value: outcomes, last: messages.length > 0 ? outboxStatement(ctx.config.exchangePrefix, messages, 'literal') : undefined };
+    return { value: outcomes, last: messages.length > 0 ? [outboxStatement(ctx.config.exchangePrefix, messages)] : [] };
   });
 }
 

@@ -2,6 +2,7 @@
 import { Kysely, Migrator, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import { migrations } from './migrations/index.js';
+import { pipelineText, runPipeline, type Pipeline } from './pipeline.js';
 import type { Database } from './tables.js';
 
 export type Db = Kysely<Database>;
@@ -44,6 +45,9 @@ class PreparingClient extends pg.Client {
   // kysely calls query(text, values) and awaits the promise; every other form passes through.
   override query(...args: unknown[]): any {
     const [text, values, callback] = args;
+    if (text === pipelineText && Array.isArray(values) && values.length === 1) {
+      return runPipeline(this, (t) => super.query(t) as Promise<pg.QueryResult>, values[0] as Pipeline);
+    }
     if (typeof text === 'string' && Array.isArray(values) && callback === undefined) {
       const name = statementName(text, values.length);
       if (name !== undefined) {
@@ -95,7 +99,7 @@ class ReplanningClient extends PreparingClient {
  *   Sequential and bitmap scans are off, so even a plan made on empty tables walks the claim index
  *   in claim order rather than sorting a queue's whole backlog. Lifecycle bench: PostgreSQL CPU per
  *   lifecycle −27 %. standard_conforming_strings=on whatever the database's default: statements
- *   sent with BEGIN or COMMIT embed their values as literals (db/batch-transaction.ts).
+ *   sent in a pipeline with BEGIN or COMMIT carry their values as literals (db/pipeline.ts).
  */
 export type PoolUse = 'general' | 'batch';
 

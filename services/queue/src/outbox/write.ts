@@ -2,24 +2,19 @@
 // whose change it reports. The relay publishes rows in id order after commit.
 import { sql, type RawBuilder } from 'kysely';
 import type { Trx } from '../db/database.js';
-import { embedded, type Embedding } from '../db/batch-transaction.js';
 import type { OutboxMessage } from './messages.js';
 
 export const outboxChannel = 'conveyor_outbox';
 
-const xidAndNotify = (how: Embedding) =>
-  sql`SELECT pg_current_xact_id() AS xid, pg_notify(${embedded(outboxChannel, how)}, '') AS notified`;
+const xidAndNotify = sql`SELECT pg_current_xact_id() AS xid, pg_notify(${outboxChannel}, '') AS notified`;
 
 export async function writeOutbox(trx: Trx, exchangePrefix: string, messages: OutboxMessage[]): Promise<void> {
   if (messages.length === 0) return;
   await outboxStatement(exchangePrefix, messages).execute(trx);
 }
 
-/**
- * writeOutbox's statement, to run later: with `literal`, its values are written into the text
- * (the last statement of a batch transaction travels with COMMIT: db/batch-transaction.ts).
- */
-export function outboxStatement(exchangePrefix: string, messages: OutboxMessage[], how: Embedding = 'parameter'): RawBuilder<unknown> {
+/** writeOutbox's statement, to run later (a batch transaction sends it with COMMIT: db/batch-transaction.ts). */
+export function outboxStatement(exchangePrefix: string, messages: OutboxMessage[]): RawBuilder<unknown> {
   // One statement. The notification is delivered at commit (PostgreSQL folds duplicates within a
   // transaction). pg_current_xact_id() makes sure the transaction has its xid before it takes
   // outbox ids — the event stream's gap handling (tail.ts) relies on it: the ids are `nextval`
@@ -28,7 +23,7 @@ export function outboxStatement(exchangePrefix: string, messages: OutboxMessage[
   // The messages travel as one JSON array: the text is the same for any number of them, so it is
   // prepared once per connection (a VALUES list with 4 parameters a message was parsed anew for
   // each count). Measured for 20 messages: Node CPU 1.2 → 0.6 ms, round trip 5.8 → 4.1 ms.
-  return sql`WITH x AS MATERIALIZED (${xidAndNotify(how)}) ${insertRows(exchangePrefix, untied(messages), 'x', how)}`;
+  return sql`WITH x AS MATERIALIZED (${xidAndNotify}) ${insertRows(exchangePrefix, untied(messages), 'x')}`;
 }
 
 /**
@@ -40,7 +35,6 @@ function insertRows(
   exchangePrefix: string,
   messages: Array<{ taskId?: string; message: OutboxMessage }>,
   xid: string,
-  how: Embedding,
   storedCte?: string,
 ) {
   const rows = JSON.stringify(
@@ -48,8 +42,8 @@ function insertRows(
   );
   return sql`
     INSERT INTO outbox (exchange, routing_key, cc, body)
-    SELECT ${embedded(exchangePrefix, how)}::text || v.exchange, v.routing_key, ARRAY(SELECT jsonb_array_elements_text(v.cc)), v.body
-    FROM ${sql.table(xid)}, ROWS FROM (jsonb_to_recordset(${embedded(rows, how)}::jsonb) AS (task_id text, exchange text, routing_key text, cc jsonb, body jsonb))
+    SELECT ${exchangePrefix}::text || v.exchange, v.routing_key, ARRAY(SELECT jsonb_array_elements_text(v.cc)), v.body
+    FROM ${sql.table(xid)}, ROWS FROM (jsonb_to_recordset(${rows}::jsonb) AS (task_id text, exchange text, routing_key text, cc jsonb, body jsonb))
       WITH ORDINALITY AS v
     ${storedCte === undefined ? sql`` : sql`WHERE v.task_id IN (SELECT task_id FROM ${sql.table(storedCte)})`}
     -- outbox ids are drawn in this order (the relay publishes in id order)
@@ -59,18 +53,11 @@ function insertRows(
 const untied = (messages: OutboxMessage[]) => messages.map((message) => ({ message }));
 
 /**
- * The same insert as two entries of a WITH list (`outbox_xid`, `outbox_rows`), for a statement
- * that writes other rows beside its messages: one round trip for both. Same xid guarantee as
- * above: the rows join the materialized `outbox_xid`.
- */
-export function outboxWith(exchangePrefix: string, messages: OutboxMessage[], how: Embedding = 'parameter') {
-  return sql`outbox_xid AS MATERIALIZED (${xidAndNotify(how)}), outbox_rows AS (${insertRows(exchangePrefix, untied(messages), 'outbox_xid', how)})`;
-}
-
-/**
- * outboxWith for messages of rows the statement may or may not write: each message names its
- * task, and only the messages of the tasks in the statement's CTE `storedCte` are inserted.
+ * The insert as two entries of a WITH list (`outbox_xid`, `outbox_rows`), for a statement that
+ * writes other rows beside its messages, and may or may not write a message's task: each message
+ * names its task, and only the messages of the tasks in the statement's CTE `storedCte` are
+ * inserted. Same xid guarantee as above: the rows join the materialized `outbox_xid`.
  */
 export function outboxWithForTasks(exchangePrefix: string, messages: Array<{ taskId: string; message: OutboxMessage }>, storedCte: string) {
-  return sql`outbox_xid AS MATERIALIZED (${xidAndNotify('parameter')}), outbox_rows AS (${insertRows(exchangePrefix, messages, 'outbox_xid', 'parameter', storedCte)})`;
+  return sql`outbox_xid AS MATERIALIZED (${xidAndNotify}), outbox_rows AS (${insertRows(exchangePrefix, messages, 'outbox_xid', storedCte)})`;
 }

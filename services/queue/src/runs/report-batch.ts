@@ -1,23 +1,23 @@
 // reportCompleted / reportFailed served in batches: the reports that arrive together share one
 // transaction, and each step is one set-based statement for the whole batch (db/batcher.ts).
 //
-// Per batch: BEGIN with the task locks (one message, in task_id order: db/batch-transaction.ts); lock
-// their pending rows, read tasks and runs and find which have dependents waiting on them (one
-// statement); decide each report with the same checkReport as the single path, then one statement
-// resolves the runs, marks first resolutions and moves each group's counter by the batch's sum,
-// and one writes the outbox, sent with COMMIT. That is 4 round trips for the whole batch, where
-// each report alone takes 9.
+// Per batch, two messages (db/batch-transaction.ts, db/pipeline.ts): first BEGIN, the task locks
+// (in task_id order), and one statement that locks their pending rows and their groups' rows and
+// reads tasks, runs, group counts and which tasks have dependents waiting on them; then, once each
+// report is decided with the same checkReport as the single path, one statement that resolves the
+// runs, marks first resolutions and moves each group's counter by the batch's sum, the outbox
+// write and COMMIT. Two round trips for the whole batch (more only when dependents are waiting),
+// where each report alone takes 9.
 //
 // Lock order (runs/README.md): all task rows before anything else, sorted, so two batches, or a
 // batch and a single-task transition, never wait for each other in a cycle; then pending rows,
-// runs, and last the group rows, also sorted. Dependents are taken SKIP LOCKED (deps/resolve.ts),
-// so they may come after our own locks.
+// then the group rows, also sorted. Dependents are taken SKIP LOCKED (deps/resolve.ts), so they may
+// come after our own locks.
 import { sql } from 'kysely';
 import type { TaskStatus } from '@conveyor/schemas';
 import type { Ctx } from '../context.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
 import { batchTransaction, type BatchResult } from '../db/batch-transaction.js';
-import type { Trx } from '../db/database.js';
 import { resolveDependents } from '../deps/resolve.js';
 import { ApiError } from '../http/errors.js';
 import type { OutboxMessage } from '../outbox/messages.js';
@@ -61,8 +61,8 @@ export function submitReport(ctx: Ctx, item: ReportItem): Promise<ReportAnswer> 
 
 export async function serveReports(ctx: Ctx, items: ReportItem[]): Promise<Array<Outcome<ReportAnswer>>> {
   const ids = [...new Set(items.map((i) => i.taskId))].sort();
-  return batchTransaction(ctx.batchDb, ids, async (trx): Promise<BatchResult<Array<Outcome<ReportAnswer>>>> => {
-    const { tasks, unblocks } = await loadLocked(trx, ids);
+  return batchTransaction(ctx.batchDb, ids, lockedState(ids), async (trx, rows): Promise<BatchResult<Array<Outcome<ReportAnswer>>>> => {
+    const { tasks, unblocks, groups } = fromLockedRows(rows);
 
     const now = ctx.clock.now();
     const resolved: Resolved[] = [];
@@ -87,55 +87,91 @@ export async function serveReports(ctx: Ctx, items: ReportItem[]): Promise<Array
     const messages: OutboxMessage[] = [];
     for (const { t, runId, message } of resolved) {
       messages.push(message);
-      // before the group rows, as afterResolved does; most tasks have no dependent waiting
+      // before the group rows are written, as afterResolved does; most tasks have no dependent waiting
       const waiting = unblocks.get(t.task.task_id);
       if (waiting === 'resolution' || (waiting === 'completion' && t.runs[runId]!.state === 'completed')) {
         messages.push(...(await resolveDependents(ctx, trx, t)));
       }
     }
-    const groups = await writeResolutions(trx, resolved, now);
-    messages.push(...groupResolvedMessages(groups));
-    return { value: outcomes, last: outboxStatement(ctx.config.exchangePrefix, messages, 'literal') };
+    const { statement, changed } = writeResolutions(resolved, groups, now);
+    messages.push(...groupResolvedMessages(changed));
+    return { value: outcomes, last: [statement, outboxStatement(ctx.config.exchangePrefix, messages)] };
   });
 }
 
+type LockedRow = TaskRowWithRuns & {
+  waiting_resolution: boolean;
+  waiting_completion: boolean;
+  /** The task's group row (null if it is gone), locked. */
+  group_scheduler_id: string | null;
+  group_expires: Date | null;
+  group_sealed: Date | null;
+  group_unresolved: number | null;
+};
+
 /**
- * The locked tasks with their runs, and which of them have unsatisfied dependent edges:
- * 'resolution' when any resolution satisfies some of them (all-resolved), 'completion' when only
- * completing does. One statement, begun after the task locks were granted, so it sees every edge
- * that a createTask (holding our task FOR SHARE) committed before us. It also locks the tasks'
- * pending rows (lockTask's second step: it waits out a claim in flight). A claim that commits while
- * we wait is not in this statement's snapshot, but that changes no decision: a task with a pending
- * run has a later run than any running one, so every report of it answers 409 or as a repeat, from
- * a state the task really was in after our lock.
+ * The statement sent with BEGIN and the task locks: it locks the tasks' pending rows (lockTask's
+ * second step: it waits out a claim in flight) and their groups' rows (in task_group_id order),
+ * and reads the tasks with their runs, their group's counts, and whether they have unsatisfied
+ * dependent edges. It runs after the task locks were granted, so it sees every edge that a
+ * createTask (holding our task FOR SHARE) committed before us. A claim that commits while we wait
+ * is not in this statement's snapshot, but that changes no decision: a task with a pending run
+ * has a later run than any running one, so every report of it answers 409 or as a repeat, from a
+ * state the task really was in after our lock.
  */
-async function loadLocked(trx: Trx, taskIds: string[]) {
-  const tasks = new Map<string, TaskWithRuns>();
-  const unblocks = new Map<string, 'completion' | 'resolution'>();
-  // `held` runs because the WHERE clause reads it (a CTE nobody reads does not run)
-  const { rows } = await sql<TaskRowWithRuns & { waiting_resolution: boolean; waiting_completion: boolean }>`
-    WITH held AS (SELECT task_id FROM pending WHERE task_id = ANY(${taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE)
+function lockedState(taskIds: string[]) {
+  // `held` runs because `grp` reads it, and `grp` because the select list does (a CTE nobody
+  // reads does not run); FOR UPDATE under ORDER BY locks in that order
+  return sql<LockedRow>`
+    WITH held AS (SELECT task_id FROM pending WHERE task_id = ANY(${taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE),
+    grp AS MATERIALIZED (
+      SELECT g.task_group_id, g.scheduler_id, g.expires, g.sealed, g.unresolved FROM task_groups g
+      WHERE g.task_group_id IN (SELECT task_group_id FROM tasks WHERE task_id = ANY(${taskIds}::text[]))
+        AND (SELECT count(*) FROM held) >= 0
+      ORDER BY g.task_group_id FOR UPDATE)
     SELECT ${taskWithRunsColumns},
       EXISTS (SELECT 1 FROM task_dependencies d
         WHERE d.required_task_id = t.task_id AND d.requires = 'all-resolved' AND NOT d.satisfied) AS waiting_resolution,
       EXISTS (SELECT 1 FROM task_dependencies d
-        WHERE d.required_task_id = t.task_id AND d.requires = 'all-completed' AND NOT d.satisfied) AS waiting_completion
-    FROM tasks t WHERE t.task_id = ANY(${taskIds}::text[]) AND (SELECT count(*) FROM held) >= 0`.execute(trx);
-  for (const { waiting_resolution, waiting_completion, ...row } of rows) {
+        WHERE d.required_task_id = t.task_id AND d.requires = 'all-completed' AND NOT d.satisfied) AS waiting_completion,
+      grp.scheduler_id AS group_scheduler_id, grp.expires AS group_expires, grp.sealed AS group_sealed,
+      grp.unresolved AS group_unresolved
+    FROM tasks t LEFT JOIN grp ON grp.task_group_id = t.task_group_id
+    WHERE t.task_id = ANY(${taskIds}::text[])`;
+}
+
+/**
+ * The locked tasks with their runs; which of them have unsatisfied dependent edges ('resolution'
+ * when any resolution satisfies some of them (all-resolved), 'completion' when only completing
+ * does); and their groups as locked.
+ */
+function fromLockedRows(rows: LockedRow[]) {
+  const tasks = new Map<string, TaskWithRuns>();
+  const unblocks = new Map<string, 'completion' | 'resolution'>();
+  const groups = new Map<string, GroupCount>();
+  for (const { waiting_resolution, waiting_completion, group_scheduler_id, group_expires, group_sealed, group_unresolved, ...row } of rows) {
     tasks.set(row.task_id, fromRowWithRuns(row));
     if (waiting_resolution) unblocks.set(row.task_id, 'resolution');
     else if (waiting_completion) unblocks.set(row.task_id, 'completion');
+    if (group_scheduler_id !== null) {
+      groups.set(row.task_group_id, {
+        task_group_id: row.task_group_id, scheduler_id: group_scheduler_id, expires: group_expires!, sealed: group_sealed, unresolved: group_unresolved!,
+      });
+    }
   }
-  return { tasks, unblocks };
+  return { tasks, unblocks, groups };
 }
+
+/** The SQLSTATE the resolutions abort with should a run have left state running under the task lock. */
+const runMovedMeanwhile = 'CV002';
 
 /**
  * One statement: the runs resolved (still running, as checked under the locks), the first
  * resolution of each task marked (ever_resolved), and each group's counter moved once by the
- * number of its tasks resolved here — so a group that reaches zero announces it once. Group rows
- * are locked in task_group_id order before they are changed. Returns the groups as changed.
+ * number of its tasks resolved here — so a group that reaches zero announces it once. The group
+ * rows were locked with the tasks. Returns the statement, and the groups as it leaves them.
  */
-async function writeResolutions(trx: Trx, resolved: Resolved[], now: Date): Promise<GroupCount[]> {
+function writeResolutions(resolved: Resolved[], groups: Map<string, GroupCount>, now: Date) {
   const perGroup = new Map<string, number>();
   const firsts: string[] = [];
   for (const { t } of resolved) {
@@ -143,27 +179,28 @@ async function writeResolutions(trx: Trx, resolved: Resolved[], now: Date): Prom
     if (!t.task.ever_resolved) firsts.push(t.task.task_id);
     t.task.ever_resolved = true;
   }
-  const groupIds = [...perGroup.keys()].sort();
+  const changed = [...perGroup].flatMap(([id, n]) => {
+    const g = groups.get(id);
+    return g ? [{ ...g, unresolved: g.unresolved - n }] : [];
+  });
+  const groupIds = changed.map((g) => g.task_group_id);
   const runs = resolved.map(({ t, runId }) => t.runs[runId]!);
-  const { rows } = await sql<GroupCount & { runs_resolved: number; task_group_id: string | null }>`
+  // the task locks make the abort impossible; should it ever happen, roll back rather than overwrite
+  const statement = sql`
     WITH v AS (
       SELECT * FROM unnest(${runs.map((r) => r.task_id)}::text[], ${runs.map((r) => r.run_id)}::int[],
         ${runs.map((r) => r.state)}::text[], ${runs.map((r) => r.reason_resolved)}::text[]) AS v (task_id, run_id, state, reason)),
     done AS (
-      UPDATE runs r SET state = v.state, reason_resolved = v.reason, resolved = ${now}
+      UPDATE runs r SET state = v.state, reason_resolved = v.reason, resolved = ${now}::timestamptz
       FROM v WHERE r.task_id = v.task_id AND r.run_id = v.run_id AND r.state = 'running'
       RETURNING 1),
     marked AS (UPDATE tasks SET ever_resolved = true WHERE task_id = ANY(${firsts}::text[])),
-    locked AS (SELECT task_group_id FROM task_groups WHERE task_group_id = ANY(${groupIds}::text[]) ORDER BY task_group_id FOR UPDATE),
-    changed AS (
+    counted AS (
       UPDATE task_groups g SET unresolved = g.unresolved - d.n
-      FROM locked JOIN unnest(${groupIds}::text[], ${groupIds.map((id) => perGroup.get(id)!)}::int[]) AS d (task_group_id, n) USING (task_group_id)
-      WHERE g.task_group_id = locked.task_group_id
-      RETURNING g.task_group_id, g.scheduler_id, g.expires, g.sealed, g.unresolved)
-    SELECT (SELECT count(*)::int FROM done) AS runs_resolved, c.* FROM (SELECT 1) AS one LEFT JOIN changed c ON true`.execute(trx);
-  // the task locks make this impossible; should it ever happen, roll back rather than overwrite
-  if (rows[0]!.runs_resolved !== runs.length) {
-    throw new Error(`${runs.length - rows[0]!.runs_resolved} of ${runs.length} runs left state running under the task lock`);
-  }
-  return rows.filter((g): g is typeof g & { task_group_id: string } => g.task_group_id !== null);
+      FROM unnest(${groupIds}::text[], ${groupIds.map((id) => perGroup.get(id)!)}::int[]) AS d (task_group_id, n)
+      WHERE g.task_group_id = ANY(${groupIds}::text[]) AND g.task_group_id = d.task_group_id)
+    SELECT CASE WHEN count(*) <> ${runs.length}::int
+      THEN conveyor_abort(${runMovedMeanwhile}, 'a run left state running under the task lock') END
+    FROM done`;
+  return { statement, changed };
 }
