@@ -1,14 +1,15 @@
-// The claim batch builds a task's status and its task-running message in SQL (tasks/status-sql.ts,
-// outbox/messages-sql.ts, claims/finish.ts), where every other path builds them in JS (toStatus,
-// taskMessage). These tests keep the two equal: the SQL status of tasks in every state against
-// toStatus and the status endpoint, timestamps with microseconds included, and the outbox row of
-// claimWork and claimTask against taskMessage for the same claim.
+// The claim batch builds a task's status, definition and task-running message in SQL
+// (tasks/status-sql.ts, outbox/messages-sql.ts, claims/finish.ts), where every other path builds
+// them in JS (toStatus, toDefinition, taskMessage). These tests keep the two equal: the SQL status
+// and definition of tasks in every state against toStatus, toDefinition and the endpoints,
+// timestamps with microseconds included, and the outbox row and answer of claimWork and claimTask
+// against taskMessage and toDefinition for the same claim.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { taskMessage } from '../services/queue/src/outbox/messages.js';
-import { runJsonSql, statusSql } from '../services/queue/src/tasks/status-sql.js';
-import { loadTask, loadTasks, toStatus } from '../services/queue/src/tasks/status.js';
+import { definitionSql, runJsonSql, statusSql } from '../services/queue/src/tasks/status-sql.js';
+import { loadTask, loadTasks, toDefinition, toStatus } from '../services/queue/src/tasks/status.js';
 import { startTestQueue, type TestQueue } from './harness/service.js';
 import { slugid, taskDef, uniqueQueue } from './harness/tasks.js';
 import { outboxRows } from './harness/outbox.js';
@@ -23,16 +24,16 @@ describe('task status and task-running messages built in SQL', () => {
     await q?.stop();
   });
 
-  async function statusesInSql(taskIds: string[]): Promise<Map<string, unknown>> {
-    const { rows } = await sql<{ task_id: string; status: unknown }>`
-      SELECT t.task_id, ${statusSql('t', sql.ref('r.list'))} AS status
+  async function statusesInSql(taskIds: string[]): Promise<Map<string, { status: unknown; definition: unknown }>> {
+    const { rows } = await sql<{ task_id: string; status: unknown; definition: unknown }>`
+      SELECT t.task_id, ${statusSql('t', sql.ref('r.list'))} AS status, ${definitionSql('t')} AS definition
       FROM tasks t CROSS JOIN LATERAL (
         SELECT jsonb_agg(${runJsonSql('x')} ORDER BY x.run_id) AS list FROM runs x WHERE x.task_id = t.task_id) r
       WHERE t.task_id = ANY(${taskIds}::text[])`.execute(q.service.ctx.db);
-    return new Map(rows.map((r) => [r.task_id, r.status]));
+    return new Map(rows.map((r) => [r.task_id, r]));
   }
 
-  it('equals toStatus and the status endpoint for tasks in every state', async () => {
+  it('equals toStatus and toDefinition, and the status and task endpoints, for tasks in every state', async () => {
     const queue = q.queue();
     const taskQueueId = uniqueQueue();
     const [provisionerId, workerType] = taskQueueId.split('/');
@@ -77,11 +78,14 @@ describe('task status and task-running messages built in SQL', () => {
     for (const t of inJs) {
       const expected = toStatus(t);
       states.add(expected.state);
-      assert.deepEqual(inSql.get(t.task.task_id), expected, `status of ${t.task.task_id} (${expected.state})`);
-      assert.deepEqual(inSql.get(t.task.task_id), (await queue.status(t.task.task_id)).status);
+      const got = inSql.get(t.task.task_id)!;
+      assert.deepEqual(got.status, expected, `status of ${t.task.task_id} (${expected.state})`);
+      assert.deepEqual(got.status, (await queue.status(t.task.task_id)).status);
+      assert.deepEqual(got.definition, toDefinition(t.task), `definition of ${t.task.task_id}`);
+      assert.deepEqual(got.definition, await queue.task(t.task.task_id));
     }
     assert.deepEqual([...states].sort(), ['completed', 'exception', 'failed', 'pending', 'running', 'unscheduled']);
-    const legacyStatus = inSql.get(legacy) as { runs: Array<Record<string, unknown>> };
+    const legacyStatus = inSql.get(legacy)!.status as { runs: Array<Record<string, unknown>> };
     assert.deepEqual(legacyStatus.runs.map((r) => [r.state, r.reasonResolved, r.reasonCreated]), [
       ['exception', 'worker-shutdown', 'scheduled'],
       ['pending', undefined, 'retry'],
@@ -97,8 +101,9 @@ describe('task status and task-running messages built in SQL', () => {
     const check = async (claim: any) => {
       const { taskId } = claim.status;
       const t = (await loadTask(q.service.ctx.db, taskId))!;
-      // the answer's status is the SQL one
+      // the answer's status and definition are the SQL ones
       assert.deepEqual(claim.status, toStatus(t));
+      assert.deepEqual(claim.task, toDefinition(t.task));
       const rows = (await outboxRows(q.service.ctx.db, { taskId, exchange: 'task-running' })).filter((r) => r.body.runId === claim.runId);
       assert.equal(rows.length, 1, `one task-running message for ${taskId}/${claim.runId}`);
       const expected = taskMessage('taskRunning', t, {

@@ -10,27 +10,33 @@ import type { Ctx } from '../context.js';
 import type { Trx } from '../db/database.js';
 import { routesCcSql, routingKeySql } from '../outbox/messages-sql.js';
 import { outboxChannel } from '../outbox/write.js';
-import { runJsonSql, statusSql } from '../tasks/status-sql.js';
-import { toDefinition, type TaskRow, type TaskStatus } from '../tasks/status.js';
+import { definitionSql, runJsonSql, statusSql } from '../tasks/status-sql.js';
+import type { TaskStatus } from '../tasks/status.js';
 import type { Claim, Claimer } from './claim.js';
 import { taskCredentials } from './credentials.js';
 
-/** A claim as the claim statements read it back: the task row, the run, its worker, the status after the claim. */
-export type ClaimedRow = TaskRow & {
+/** A claim as the claim statements read it back (claimAnswerColumns): the run, its worker, the task after the claim. */
+export interface ClaimedRow {
+  task_id: string;
+  scopes: string[];
   claim_run_id: number;
   claim_worker_group: string;
   claim_worker_id: string;
   status: TaskStatus;
-};
+  definition: Record<string, unknown>;
+}
+
+/** The columns of the `claimed` CTE a claim statement reads back (ClaimedRow). */
+export const claimAnswerColumns = sql`task_id, scopes, claim_run_id, claim_worker_group, claim_worker_id, status, definition`;
 
 /**
- * The columns of a claimed row besides the task's own, for a FROM list that holds the tasks row
- * `t` and the claimed run's row `m` as it is after the claim (its other runs are read from `runs`;
- * a statement's snapshot does not see the row it just changed).
+ * The columns of the `claimed` CTE: the task's own and those ClaimedRow adds, for a FROM list
+ * that holds the tasks row `t` and the claimed run's row `m` as it is after the claim (its other
+ * runs are read from `runs`; a statement's snapshot does not see the row it just changed).
  */
 export function claimedColumns(workerGroup: RawBuilder<unknown>, workerId: RawBuilder<unknown>, order: RawBuilder<unknown>) {
   return sql`t.*, m.run_id AS claim_run_id, ${workerGroup} AS claim_worker_group, ${workerId} AS claim_worker_id,
-    ${order} AS claim_order,
+    ${order} AS claim_order, ${definitionSql('t')} AS definition,
     ${statusSql('t', sql`(SELECT jsonb_agg(${runJsonSql('x')} ORDER BY x.run_id) FROM (
       SELECT o.* FROM runs o WHERE o.task_id = m.task_id AND o.run_id <> m.run_id UNION ALL SELECT m.*) x)`)} AS status`;
 }
@@ -101,7 +107,7 @@ export function claimAnswer(ctx: Ctx, row: ClaimedRow, takenUntil: Date): Claim 
     workerGroup,
     workerId,
     takenUntil: takenUntil.toISOString(),
-    task: toDefinition(row),
+    task: row.definition,
     credentials: taskCredentials(ctx, { taskId: row.task_id, runId, workerGroup, workerId, takenUntil, scopes: row.scopes }),
   };
 }
@@ -114,6 +120,6 @@ export async function finishClaim(ctx: Ctx, trx: Trx, who: Claimer, taskId: stri
       FROM tasks t JOIN runs m ON m.task_id = t.task_id
       WHERE t.task_id = ${taskId} AND m.run_id = ${runId}),
     ${recordClaimsWith(ctx, takenUntil)}
-    SELECT * FROM claimed`.execute(trx);
+    SELECT ${claimAnswerColumns} FROM claimed`.execute(trx);
   return claimAnswer(ctx, rows[0]!, takenUntil);
 }

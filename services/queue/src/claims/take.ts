@@ -10,7 +10,7 @@
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import type { Claimer } from './claim.js';
-import { claimedColumns, recordClaimsWith, type ClaimedRow } from './finish.js';
+import { claimAnswerColumns, claimedColumns, recordClaimsWith, type ClaimedRow } from './finish.js';
 
 export interface ClaimRequest {
   who: Claimer;
@@ -74,7 +74,7 @@ export async function takePending(ctx: Ctx, requests: ClaimRequest[], takenUntil
       JOIN dealt ON dealt.task_id = m.task_id AND dealt.run_id = m.run_id
       JOIN tasks t ON t.task_id = m.task_id AND t.task_id = ANY (ARRAY(SELECT task_id FROM moved))
     ), ${recordClaimsWith(ctx, takenUntil)}
-    SELECT * FROM claimed ORDER BY claim_order`.execute(ctx.batchDb);
+    SELECT claim_request, ${claimAnswerColumns} FROM claimed ORDER BY claim_order`.execute(ctx.batchDb);
   const claims: ClaimedRow[][] = requests.map(() => []);
   for (const { claim_request, ...row } of rows) claims[claim_request]!.push(row);
   return claims;

@@ -74,7 +74,10 @@ export async function serveReports(ctx: Ctx, items: ReportItem[]): Promise<Array
       try {
         if (checkReport(t, item.runId, item.res) === 'resolve') {
           markResolved(t.runs[item.runId]!, item.res, now);
-          resolved.push({ t, runId: item.runId, message: resolvedMessage(t, item.runId) });
+          // the message reports the state this answer reports: one status object for both
+          const status = toStatus(t);
+          resolved.push({ t, runId: item.runId, message: resolvedMessage(t, item.runId, status) });
+          return { ok: true, value: { status } };
         }
       } catch (error) {
         if (error instanceof ApiError) return { ok: false, error };

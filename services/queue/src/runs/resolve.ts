@@ -2,7 +2,7 @@
 import type { Ctx } from '../context.js';
 import type { Trx } from '../db/database.js';
 import { taskMessage, type OutboxMessage } from '../outbox/messages.js';
-import type { RunRow, TaskWithRuns } from '../tasks/status.js';
+import type { RunRow, TaskStatus, TaskWithRuns } from '../tasks/status.js';
 import { afterResolved } from './after-resolved.js';
 import { addPendingRun, type ReasonCreated } from './schedule.js';
 
@@ -63,10 +63,11 @@ export function markResolved(run: RunRow, res: Resolution, now: Date): void {
 }
 
 /** task-completed / task-failed / task-exception for run `runId`, just resolved. */
-export function resolvedMessage(t: TaskWithRuns, runId: number): OutboxMessage {
+/** `status`: toStatus(t), when the caller has it already (it answers with the same object). */
+export function resolvedMessage(t: TaskWithRuns, runId: number, status?: TaskStatus): OutboxMessage {
   const run = t.runs[runId]!;
   const exchange = run.state === 'completed' ? 'taskCompleted' : run.state === 'failed' ? 'taskFailed' : 'taskException';
-  return taskMessage(exchange, t, { runId, workerGroup: run.worker_group, workerId: run.worker_id });
+  return taskMessage(exchange, t, { runId, workerGroup: run.worker_group, workerId: run.worker_id }, status);
 }
 
 /**

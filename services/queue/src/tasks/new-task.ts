@@ -7,9 +7,10 @@ import { toStatus, type RunRow, type TaskRow, type TaskStatus, type TaskWithRuns
 export function newTaskMessages(row: TaskRow, run: RunRow | undefined): { messages: OutboxMessage[]; status: TaskStatus } {
   const t: TaskWithRuns = { task: row, runs: [] };
   const messages = [taskMessage('taskDefined', t)];
-  if (run) {
-    t.runs.push(run);
-    messages.push(taskMessage('taskPending', t, { runId: run.run_id }));
-  }
-  return { messages, status: toStatus(t) };
+  if (!run) return { messages, status: messages[0]!.body.status as TaskStatus };
+  t.runs.push(run);
+  // the answer reports the state task-pending reports: one status object for both
+  const status = toStatus(t);
+  messages.push(taskMessage('taskPending', t, { runId: run.run_id }, status));
+  return { messages, status };
 }

@@ -1,7 +1,8 @@
 // The task status structure built inside a statement, for a statement that must write a message
 // about rows it changes itself (the claim batch: claims/take.ts), where toStatus cannot run
 // between the change and the write without another round trip. It is toStatus (status.ts) in
-// SQL: test/status-sql.test.ts keeps the two equal, field by field, for every run state.
+// SQL: test/status-sql.test.ts keeps the two equal, field by field, for every run state. The
+// definition likewise (toDefinition), so a claim reads its answer back ready to send.
 import { sql, type RawBuilder } from 'kysely';
 
 /** A timestamp as toISOString writes it: UTC, milliseconds (truncated, as a JS Date holds them). */
@@ -34,4 +35,18 @@ export function statusSql(t: string, runs: RawBuilder<unknown>): RawBuilder<unkn
     'deadline', ${isoSql(c('deadline'))}, 'expires', ${isoSql(c('expires'))}, 'retriesLeft', ${c('retries_left')},
     'state', coalesce(runs_of.r -> -1 ->> 'state', 'unscheduled'), 'runs', coalesce(runs_of.r, '[]'::jsonb))
     FROM (SELECT ${runs} AS r) runs_of)`;
+}
+
+/** toDefinition of the tasks row `t` (a table alias): the definition as `task` and a claim return it. */
+export function definitionSql(t: string): RawBuilder<unknown> {
+  const c = (column: string) => sql.ref(`${t}.${column}`);
+  const queue = c('task_queue_id');
+  return sql`jsonb_build_object(
+    'provisionerId', split_part(${queue}, '/', 1), 'workerType', substr(${queue}, strpos(${queue}, '/') + 1),
+    'taskQueueId', ${queue}, 'schedulerId', ${c('scheduler_id')}, 'projectId', ${c('project_id')},
+    'taskGroupId', ${c('task_group_id')}, 'dependencies', ${c('dependencies')}, 'requires', ${c('requires')},
+    'routes', ${c('routes')}, 'priority', ${c('priority')}, 'retries', ${c('retries')},
+    'created', ${isoSql(c('created'))}, 'deadline', ${isoSql(c('deadline'))}, 'expires', ${isoSql(c('expires'))},
+    'scopes', ${c('scopes')}, 'payload', ${c('payload')}, 'metadata', ${c('metadata')}, 'tags', ${c('tags')},
+    'extra', ${c('extra')})`;
 }
