@@ -1,13 +1,15 @@
-// The claim batch builds a task's status, definition and task-running message in SQL
+// The claim and create batches build a task's status, definition and messages in SQL
 // (tasks/status-sql.ts, outbox/messages-sql.ts, claims/finish.ts), where every other path builds
 // them in JS (toStatus, toDefinition, taskMessage). These tests keep the two equal: the SQL status
 // and definition of tasks in every state against toStatus, toDefinition and the endpoints,
-// timestamps with microseconds included, and the outbox row and answer of claimWork and claimTask
-// against taskMessage and toDefinition for the same claim.
+// timestamps with microseconds included; the outbox row and answer of claimWork and claimTask
+// against taskMessage and toDefinition for the same claim; and the messages of a batched
+// createTask against newTaskMessages.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { taskMessage } from '../services/queue/src/outbox/messages.js';
+import { newTaskMessages } from '../services/queue/src/tasks/new-task.js';
 import { definitionSql, runJsonSql, statusSql } from '../services/queue/src/tasks/status-sql.js';
 import { loadTask, loadTasks, toDefinition, toStatus } from '../services/queue/src/tasks/status.js';
 import { startTestQueue, type TestQueue } from './harness/service.js';
@@ -135,5 +137,29 @@ describe('task status and task-running messages built in SQL', () => {
     await queue.reportCompleted(byTask, 0);
     await queue.rerunTask(byTask);
     await check(await queue.claimTask(byTask, 1, worker));
+  });
+
+  it('writes the task-defined and task-pending messages newTaskMessages builds, for a batched createTask', async () => {
+    const queue = q.queue();
+    const taskQueueId = uniqueQueue();
+    const ids = [slugid(), slugid(), slugid()];
+    // at once, so they share a batch
+    await Promise.all(ids.map((taskId, i) =>
+      queue.createTask(taskId, taskDef({ taskQueueId, routes: i === 0 ? [] : ['r.one', 'r.two'], tags: { n: String(i) }, priority: 'high' }))));
+    for (const taskId of ids) {
+      const t = (await loadTask(q.service.ctx.db, taskId))!;
+      assert.equal(t.runs.length, 1);
+      const expected = newTaskMessages(t.task, t.runs[0]).messages;
+      const rows = await outboxRows(q.service.ctx.db, { taskId });
+      assert.equal(rows.length, 2, taskId);
+      rows.forEach((row, i) => {
+        const m = expected[i]!;
+        assert.equal(row.exchange, `${q.config.exchangePrefix}${m.exchange}`);
+        assert.equal(row.routing_key, m.routingKey);
+        assert.deepEqual(row.cc, m.cc);
+        assert.deepEqual(row.body, m.body);
+        assertValidMessage(row);
+      });
+    }
   });
 });

@@ -8,8 +8,8 @@ import { exchanges } from '@conveyor/pulse';
 import { sql, type RawBuilder } from 'kysely';
 import type { Ctx } from '../context.js';
 import type { Trx } from '../db/database.js';
-import { routesCcSql, routingKeySql } from '../outbox/messages-sql.js';
-import { outboxChannel } from '../outbox/write.js';
+import { routesCcSql, routingKeySql, taskKeyValuesSql } from '../outbox/messages-sql.js';
+import { outboxXidWith } from '../outbox/write.js';
 import { definitionSql, runJsonSql, statusSql } from '../tasks/status-sql.js';
 import type { TaskStatus } from '../tasks/status.js';
 import type { Claim, Claimer } from './claim.js';
@@ -44,14 +44,10 @@ export function claimedColumns(workerGroup: RawBuilder<unknown>, workerId: RawBu
 const running = exchanges.taskRunning;
 const c = (column: string) => sql.ref(`c.${column}`);
 const runningKey = routingKeySql(running, {
-  taskId: c('task_id'),
+  ...taskKeyValuesSql('c'),
   runId: c('claim_run_id'),
   workerGroup: c('claim_worker_group'),
   workerId: c('claim_worker_id'),
-  provisionerId: sql`split_part(c.task_queue_id, '/', 1)`,
-  workerType: sql`substr(c.task_queue_id, strpos(c.task_queue_id, '/') + 1)`,
-  schedulerId: c('scheduler_id'),
-  taskGroupId: c('task_group_id'),
 });
 
 /**
@@ -66,8 +62,7 @@ export function recordClaimsWith(ctx: Ctx, takenUntil: Date) {
   // The xid is taken before the first outbox id is drawn (the event stream's gap handling relies
   // on it: outbox/write.ts); the claim's own updates took it already, this keeps the rule explicit.
   return sql`
-    outbox_xid AS MATERIALIZED (
-      SELECT pg_current_xact_id() AS xid, pg_notify(${outboxChannel}, '') AS notified FROM (SELECT FROM claimed LIMIT 1) any_claim),
+    ${outboxXidWith('claimed')},
     outbox_rows AS (
       INSERT INTO outbox (exchange, routing_key, cc, body)
       SELECT ${ctx.config.exchangePrefix}::text || ${running.name}, ${runningKey}, ${routesCcSql(c('routes'))},

@@ -21,6 +21,18 @@ export function routingKeySql(exchange: ExchangeDefinition, values: Record<strin
   return sql<string>`concat_ws('.', ${sql.join(words)})`;
 }
 
+/** The routing-key words every task message takes from its task: `t` is an alias of a tasks-like row. */
+export function taskKeyValuesSql(t: string): Record<string, RawBuilder<unknown>> {
+  const c = (column: string) => sql.ref(`${t}.${column}`);
+  return {
+    taskId: c('task_id'),
+    provisionerId: sql`split_part(${c('task_queue_id')}, '/', 1)`,
+    workerType: sql`substr(${c('task_queue_id')}, strpos(${c('task_queue_id')}, '/') + 1)`,
+    schedulerId: c('scheduler_id'),
+    taskGroupId: c('task_group_id'),
+  };
+}
+
 /** The CC list of a task message: `route.<r>` for each of the task's routes (a jsonb array), in order. */
 export function routesCcSql(routes: RawBuilder<unknown>): RawBuilder<string[]> {
   return sql<string[]>`ARRAY(SELECT 'route.' || r.route FROM jsonb_array_elements_text(${routes}) WITH ORDINALITY AS r (route, n) ORDER BY r.n)`;

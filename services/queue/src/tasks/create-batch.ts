@@ -1,5 +1,7 @@
 // createTask for many tasks in one transaction: concurrent calls of tasks without dependencies are
-// gathered by a Batcher and stored with one set-based statement that also writes their outbox rows.
+// gathered by a Batcher and stored with one set-based statement that also writes their outbox rows
+// (task-defined and task-pending, built in SQL from the rows it inserts, as the claim's are:
+// tasks/status-sql.ts; test/status-sql.test.ts keeps them equal to newTaskMessages').
 // The statement is its own (implicit) transaction, so a batch of N tasks is one round trip and one
 // commit, where a task alone takes 6 round trips.
 //
@@ -11,18 +13,18 @@
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
-import type { OutboxMessage } from '../outbox/messages.js';
-import { outboxWithForTasks } from '../outbox/write.js';
+import { exchanges } from '@conveyor/pulse';
+import { routesCcSql, routingKeySql, taskKeyValuesSql } from '../outbox/messages-sql.js';
+import { outboxXidWith } from '../outbox/write.js';
 import { pendingChannel, pendingRunRow } from '../runs/schedule.js';
-import { newTaskMessages } from './new-task.js';
 import { priorityNumber } from './priority.js';
-import type { TaskRow, TaskStatus } from './status.js';
+import { runJsonSql, statusSql } from './status-sql.js';
+import { toStatus, type TaskRow, type TaskStatus } from './status.js';
 
 export interface BatchedTask {
   row: TaskRow;
   /** The row, its first run and its `pending` priority as one JSON object: the statement's input. */
   json: string;
-  messages: OutboxMessage[];
   /** The answer once stored. */
   status: TaskStatus;
 }
@@ -30,9 +32,8 @@ export interface BatchedTask {
 /** Everything of a batched create that needs no database, done per request before it queues. */
 export function batchedTask(ctx: Ctx, row: TaskRow): BatchedTask {
   const run = pendingRunRow(row.task_id, 0, 'scheduled', ctx.clock.now());
-  const { messages, status } = newTaskMessages(row, run);
   const json = JSON.stringify({ ...row, ...run, priority_number: priorityNumber(row.priority) });
-  return { row, json, messages, status };
+  return { row, json, status: toStatus({ task: row, runs: [run] }) };
 }
 
 // Two lanes: while one batch waits for its commit (the WAL flush), the next one gathers and runs,
@@ -96,7 +97,6 @@ function plainCandidates(items: BatchedTask[]): BatchedTask[] {
  * our own new tasks, which no one else can lock.
  */
 function storeStatement(exchangePrefix: string, items: BatchedTask[]) {
-  const messages = items.flatMap((i) => i.messages.map((message) => ({ taskId: i.row.task_id, message })));
   return sql<{ task_id: string }>`
     WITH i AS (
       SELECT * FROM ROWS FROM (jsonb_to_recordset(${`[${items.map((i) => i.json).join(',')}]`}::jsonb) AS (
@@ -137,14 +137,42 @@ function storeStatement(exchangePrefix: string, items: BatchedTask[]) {
     d AS (INSERT INTO task_deadlines (task_id, deadline) SELECT task_id, deadline FROM ok),
     r AS (
       INSERT INTO runs (task_id, run_id, state, reason_created, scheduled)
-      SELECT task_id, run_id, state, reason_created, scheduled FROM ok),
+      SELECT task_id, run_id, state, reason_created, scheduled FROM ok
+      RETURNING *),
     p AS (
       -- in request order: pending.seq is the FIFO order claimWork serves
       INSERT INTO pending (task_queue_id, priority, task_id, run_id)
       SELECT task_queue_id, priority_number, task_id, run_id FROM ok ORDER BY ordinality),
     woken AS (SELECT count(pg_notify(${pendingChannel}, q)) FROM (SELECT DISTINCT task_queue_id AS q FROM ok) x),
-    ${outboxWithForTasks(exchangePrefix, messages, 'ok')}
+    ${newTaskMessagesWith(exchangePrefix)}
     SELECT t.task_id,
       CASE WHEN g.task_group_id IS NULL THEN conveyor_abort(${groupTakenMeanwhile}, 'a task group changed hands during the batch') END
     FROM woken, t JOIN i USING (task_id) LEFT JOIN g USING (task_group_id)`;
+}
+
+const definedKey = routingKeySql(exchanges.taskDefined, taskKeyValuesSql('ok'));
+const pendingKey = routingKeySql(exchanges.taskPending, { ...taskKeyValuesSql('ok'), runId: sql.ref('r.run_id') });
+
+/**
+ * WITH entries that write task-defined and task-pending of every task in `ok` (its first run in
+ * `r`), in request order: newTaskMessages (new-task.ts) in SQL. The xid is taken before the first
+ * outbox id is drawn (outbox/write.ts); the inserts above took it already, this keeps the rule
+ * explicit.
+ */
+function newTaskMessagesWith(exchangePrefix: string) {
+  const tags = sql`jsonb_build_object('tags', ok.tags)`;
+  return sql`
+    ${outboxXidWith('ok')},
+    outbox_rows AS (
+      INSERT INTO outbox (exchange, routing_key, cc, body)
+      SELECT ${exchangePrefix}::text || m.exchange, m.routing_key, ${routesCcSql(sql.ref('ok.routes'))}, m.body
+      FROM outbox_xid, ok JOIN r USING (task_id) CROSS JOIN LATERAL (VALUES
+        (1, ${exchanges.taskDefined.name}::text, ${definedKey},
+          jsonb_build_object('version', 1, 'status', ${statusSql('ok', sql`NULL::jsonb`)}, 'task', ${tags})),
+        (2, ${exchanges.taskPending.name}::text, ${pendingKey},
+          jsonb_build_object('version', 1, 'status', ${statusSql('ok', sql`jsonb_build_array(${runJsonSql('r')})`)},
+            'runId', r.run_id, 'task', ${tags}))
+      ) AS m (k, exchange, routing_key, body)
+      -- outbox ids are drawn in this order (the relay publishes in id order)
+      ORDER BY ok.ordinality, m.k)`;
 }
