@@ -1,7 +1,7 @@
 // Statements sent several to a message (db/pipeline.ts): their values travel as literals of an
 // EXECUTE, so every kind of value the batches pass must arrive as it would as a parameter; each
-// text is prepared once per connection; a statement that fails stops the message and leaves the
-// connection usable.
+// text is prepared once per connection, and again after its table changed shape; a statement that
+// fails stops the message and leaves the connection usable.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
@@ -61,4 +61,18 @@ describe('pipelined statements', () => {
       assert.equal(made.rows[0]!.t, null);
     });
   });
+
+  it('prepares afresh once a table it reads has changed its row type (a migration by another replica)', async () => {
+    await onOneConnection(async (db) => {
+      await sql`CREATE TABLE piped_shape (a int)`.execute(db);
+      await sql`INSERT INTO piped_shape VALUES (1)`.execute(db);
+      const read = () => pipeline<Record<string, unknown>>(db, [sql`SELECT * FROM piped_shape WHERE a = ${1}::int`]).execute(db);
+      assert.deepEqual((await read()).rows, [{ a: 1 }]);
+      await sql`ALTER TABLE piped_shape ADD COLUMN b int DEFAULT 2`.execute(db);
+      // refused once (the batch then runs its calls again, one by one), then prepared anew
+      await assert.rejects(read(), /cached plan must not change result type/);
+      assert.deepEqual((await read()).rows, [{ a: 1, b: 2 }]);
+    });
+  });
 });
+

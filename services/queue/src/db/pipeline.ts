@@ -95,6 +95,10 @@ export async function runPipeline(client: pg.Client, query: QueryText, p: Pipeli
     // The message stopped at the failing statement: a PREPARE after it never ran. Forget what this
     // message prepared; a later one prepares under a new name (one that did run is left unused).
     for (const text of preparedNow) state.names.delete(text);
+    // A migration by another replica changed a table under a prepared `SELECT t.*`: PostgreSQL
+    // refuses that statement from now on, so every text is prepared afresh (as database.ts does
+    // for the protocol-level ones).
+    if ((err as { code?: string }).code === '0A000') state.names.clear();
     throw err;
   }
   const all = Array.isArray(results) ? results : [results];
