@@ -36,14 +36,14 @@ describe('pipelined statements', () => {
   it('passes every kind of value as a parameter would, and answers with the chosen statement', async () => {
     const asParameters = (await selectAll().execute(q.service.ctx.batchDb)).rows[0];
     const piped = await onOneConnection(async (db) =>
-      (await pipeline<Record<string, unknown>>(db, [sql`SELECT 1 AS first`, selectAll(), sql`SELECT 3 AS last`], 1).execute(db)).rows[0]);
+      (await db.executeQuery(pipeline<Record<string, unknown>>(db, [sql`SELECT 1 AS first`, selectAll(), sql`SELECT 3 AS last`], 1))).rows[0]);
     assert.deepEqual(piped, asParameters);
     assert.deepEqual(piped, { ...values, json: values.json });
   });
 
   it('prepares a text once per connection', async () => {
     const names = await onOneConnection(async (db) => {
-      for (let i = 0; i < 3; i++) await pipeline(db, [sql`SELECT ${i}::int AS once_per_connection`]).execute(db);
+      for (let i = 0; i < 3; i++) await db.executeQuery(pipeline(db, [sql`SELECT ${i}::int AS once_per_connection`]));
       const { rows } = await sql<{ name: string }>`SELECT name FROM pg_prepared_statements
         WHERE name LIKE 'conveyor_pipelined_%' AND statement LIKE '%once_per_connection%'`.execute(db);
       return rows.map((r) => r.name);
@@ -54,8 +54,8 @@ describe('pipelined statements', () => {
   it('stops at a failing statement and leaves the connection usable', async () => {
     await onOneConnection(async (db) => {
       const fresh = () => sql<{ n: number }>`SELECT ${'x'}::text AS s, 41 + ${1}::int AS n`;
-      await assert.rejects(pipeline(db, [fresh(), sql`SELECT 1 / 0`, sql`CREATE TABLE never_made (x int)`]).execute(db), /division by zero/);
-      const { rows } = await pipeline<{ n: number }>(db, [fresh()]).execute(db);
+      await assert.rejects(db.executeQuery(pipeline(db, [fresh(), sql`SELECT 1 / 0`, sql`CREATE TABLE never_made (x int)`])), /division by zero/);
+      const { rows } = await db.executeQuery(pipeline<{ n: number }>(db, [fresh()]));
       assert.equal(rows[0]!.n, 42);
       const made = await sql<{ t: string | null }>`SELECT to_regclass('never_made')::text AS t`.execute(db);
       assert.equal(made.rows[0]!.t, null);
@@ -66,7 +66,7 @@ describe('pipelined statements', () => {
     await onOneConnection(async (db) => {
       await sql`CREATE TABLE piped_shape (a int)`.execute(db);
       await sql`INSERT INTO piped_shape VALUES (1)`.execute(db);
-      const read = () => pipeline<Record<string, unknown>>(db, [sql`SELECT * FROM piped_shape WHERE a = ${1}::int`]).execute(db);
+      const read = () => db.executeQuery(pipeline<Record<string, unknown>>(db, [sql`SELECT * FROM piped_shape WHERE a = ${1}::int`]));
       assert.deepEqual((await read()).rows, [{ a: 1 }]);
       await sql`ALTER TABLE piped_shape ADD COLUMN b int DEFAULT 2`.execute(db);
       // refused once (the batch then runs its calls again, one by one), then prepared anew

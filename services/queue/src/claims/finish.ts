@@ -8,6 +8,7 @@ import { exchanges } from '@conveyor/pulse';
 import { sql, type RawBuilder } from 'kysely';
 import type { Ctx } from '../context.js';
 import type { Trx } from '../db/database.js';
+import { template, type Slots } from '../db/template.js';
 import { routesCcSql, routingKeySql, taskKeyValuesSql } from '../outbox/messages-sql.js';
 import { outboxXidWith } from '../outbox/write.js';
 import { definitionSql, runJsonSql, statusSql } from '../tasks/status-sql.js';
@@ -50,22 +51,34 @@ const runningKey = routingKeySql(running, {
   workerId: c('claim_worker_id'),
 });
 
+/** The values of recordClaimsWith's statement. */
+export interface ClaimRecordValues {
+  prefix: string;
+  /** takenUntil as the messages carry it */
+  until: string;
+  now: Date;
+  /** of the workers' rows */
+  expires: Date;
+}
+
+export function claimRecordValues(ctx: Ctx, takenUntil: Date): ClaimRecordValues {
+  const now = ctx.clock.now();
+  return { prefix: ctx.config.exchangePrefix, until: takenUntil.toISOString(), now, expires: new Date(now.getTime() + 24 * 3600 * 1000) };
+}
+
 /**
  * WITH entries that write, for every row of the CTE `claimed` (ClaimedRow's columns), its
  * task-running message and its worker's recent tasks (keeping the last 20, newest last, as
  * Taskcluster does). Nothing is written, and no transaction id taken, when `claimed` is empty.
  */
-export function recordClaimsWith(ctx: Ctx, takenUntil: Date) {
-  const now = ctx.clock.now();
-  const expires = new Date(now.getTime() + 24 * 3600 * 1000);
-  const until = takenUntil.toISOString();
+export function recordClaimsWith({ prefix, until, now, expires }: Slots<ClaimRecordValues>) {
   // The xid is taken before the first outbox id is drawn (the event stream's gap handling relies
   // on it: outbox/write.ts); the claim's own updates took it already, this keeps the rule explicit.
   return sql`
     ${outboxXidWith('claimed')},
     outbox_rows AS (
       INSERT INTO outbox (exchange, routing_key, cc, body)
-      SELECT ${ctx.config.exchangePrefix}::text || ${running.name}, ${runningKey}, ${routesCcSql(c('routes'))},
+      SELECT ${prefix}::text || ${running.name}, ${runningKey}, ${routesCcSql(c('routes'))},
         jsonb_build_object('version', 1, 'status', c.status, 'runId', c.claim_run_id, 'workerGroup', c.claim_worker_group,
           'workerId', c.claim_worker_id, 'takenUntil', ${until}::text, 'task', jsonb_build_object('tags', c.tags))
       FROM outbox_xid, claimed c
@@ -109,12 +122,18 @@ export function claimAnswer(ctx: Ctx, row: ClaimedRow, takenUntil: Date): Claim 
 
 /** claimTask's path: one run of a task it has locked, read back after the run moved. */
 export async function finishClaim(ctx: Ctx, trx: Trx, who: Claimer, taskId: string, runId: number, takenUntil: Date): Promise<Claim> {
-  const { rows } = await sql<ClaimedRow>`
-    WITH claimed AS MATERIALIZED (
-      SELECT ${claimedColumns(sql`${who.workerGroup}::text`, sql`${who.workerId}::text`, sql`1`)}
-      FROM tasks t JOIN runs m ON m.task_id = t.task_id
-      WHERE t.task_id = ${taskId} AND m.run_id = ${runId}),
-    ${recordClaimsWith(ctx, takenUntil)}
-    SELECT ${claimAnswerColumns} FROM claimed`.execute(trx);
+  const { rows } = await trx.executeQuery(
+    claimTaskStatement({ taskId, runId, workerGroup: who.workerGroup, workerId: who.workerId, ...claimRecordValues(ctx, takenUntil) }),
+  );
   return claimAnswer(ctx, rows[0]!, takenUntil);
 }
+
+const claimTaskStatement = template<ClaimRecordValues & { taskId: string; runId: number; workerGroup: string; workerId: string }, ClaimedRow>(
+  (v) => sql`
+    WITH claimed AS MATERIALIZED (
+      SELECT ${claimedColumns(sql`${v.workerGroup}::text`, sql`${v.workerId}::text`, sql`1`)}
+      FROM tasks t JOIN runs m ON m.task_id = t.task_id
+      WHERE t.task_id = ${v.taskId} AND m.run_id = ${v.runId}::int),
+    ${recordClaimsWith(v)}
+    SELECT ${claimAnswerColumns} FROM claimed`,
+);

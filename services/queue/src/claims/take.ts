@@ -10,7 +10,8 @@
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import type { Claimer } from './claim.js';
-import { claimAnswerColumns, claimedColumns, recordClaimsWith, type ClaimedRow } from './finish.js';
+import { template } from '../db/template.js';
+import { claimAnswerColumns, claimedColumns, claimRecordValues, recordClaimsWith, type ClaimRecordValues, type ClaimedRow } from './finish.js';
 
 export interface ClaimRequest {
   who: Claimer;
@@ -19,28 +20,33 @@ export interface ClaimRequest {
 
 /** Per request (same order), the claims it got, priority then FIFO. */
 export async function takePending(ctx: Ctx, requests: ClaimRequest[], takenUntil: Date): Promise<ClaimedRow[][]> {
-  const now = ctx.clock.now();
   const asked = JSON.stringify(
     requests.map((r, i) => ({ i, q: r.who.taskQueueId, g: r.who.workerGroup, w: r.who.workerId, n: r.count })),
   );
-  // - a quarantined worker's request takes no tasks, so it holds back nothing meant for others;
-  // - a task past its deadline keeps its pending row (every pending run has one) until the
-  //   deadline resolver takes both away; the pick steps over it;
-  // - the run moves only if it is still pending (a stale pending row is dropped, as before);
-  // - the status is built from the task's other runs plus the row just written: the statement's
-  //   snapshot still shows the claimed run as pending;
-  // - the CTEs that write (the messages, the worker rows) run whether or not anything reads them.
-  // The planner cannot know how many requests and picks there are (a parameter, a LIMIT per
-  // queue); guessing high, it would hash-join whole tables. So every step that reaches a big
-  // table is one it must serve from an index: a scalar subquery per request for the quarantine
-  // check, and `= ANY (ARRAY(...))` on the key for pending, runs and tasks.
-  const { rows } = await sql<ClaimedRow & { claim_request: number }>`
+  const { rows } = await ctx.batchDb.executeQuery(claimStatement({ asked, takenUntil, ...claimRecordValues(ctx, takenUntil) }));
+  const claims: ClaimedRow[][] = requests.map(() => []);
+  for (const { claim_request, ...row } of rows) claims[claim_request]!.push(row);
+  return claims;
+}
+
+// - a quarantined worker's request takes no tasks, so it holds back nothing meant for others;
+// - a task past its deadline keeps its pending row (every pending run has one) until the
+//   deadline resolver takes both away; the pick steps over it;
+// - the run moves only if it is still pending (a stale pending row is dropped, as before);
+// - the status is built from the task's other runs plus the row just written: the statement's
+//   snapshot still shows the claimed run as pending;
+// - the CTEs that write (the messages, the worker rows) run whether or not anything reads them.
+// The planner cannot know how many requests and picks there are (a parameter, a LIMIT per
+// queue); guessing high, it would hash-join whole tables. So every step that reaches a big
+// table is one it must serve from an index: a scalar subquery per request for the quarantine
+// check, and `= ANY (ARRAY(...))` on the key for pending, runs and tasks.
+const claimStatement = template<ClaimRecordValues & { asked: string; takenUntil: Date }, ClaimedRow & { claim_request: number }>((v) => sql`
     WITH request AS (
       -- request i takes its queue's picks before+1 .. before+n
       SELECT r.*, sum(r.n) OVER (PARTITION BY r.q ORDER BY r.i) - r.n AS before
-      FROM jsonb_to_recordset(${asked}::jsonb) AS r (i int, q text, g text, w text, n int)
+      FROM jsonb_to_recordset(${v.asked}::jsonb) AS r (i int, q text, g text, w text, n int)
       WHERE NOT coalesce((
-        SELECT w.quarantine_until > ${now} FROM workers w
+        SELECT w.quarantine_until > ${v.now} FROM workers w
         WHERE w.task_queue_id = r.q AND w.worker_group = r.g AND w.worker_id = r.w), false)
     ), wanted AS (
       SELECT q, sum(n) AS n FROM request GROUP BY q
@@ -48,7 +54,7 @@ export async function takePending(ctx: Ctx, requests: ClaimRequest[], takenUntil
       SELECT x.*, row_number() OVER (PARTITION BY x.task_queue_id ORDER BY x.priority DESC, x.seq) AS k
       FROM wanted, LATERAL (
         SELECT p.task_queue_id, p.task_id, p.run_id, p.priority, p.seq FROM pending p JOIN tasks t ON t.task_id = p.task_id
-        WHERE p.task_queue_id = wanted.q AND t.deadline > ${now}
+        WHERE p.task_queue_id = wanted.q AND t.deadline > ${v.now}
         ORDER BY p.priority DESC, p.seq
         LIMIT wanted.n
         FOR UPDATE OF p SKIP LOCKED) x
@@ -61,7 +67,7 @@ export async function takePending(ctx: Ctx, requests: ClaimRequest[], takenUntil
       RETURNING d.task_id, d.run_id
     ), moved AS (
       UPDATE runs r
-      SET state = 'running', worker_group = dealt.g, worker_id = dealt.w, taken_until = ${takenUntil}, started = ${now}
+      SET state = 'running', worker_group = dealt.g, worker_id = dealt.w, taken_until = ${v.takenUntil}, started = ${v.now}
       FROM taken JOIN dealt ON dealt.task_id = taken.task_id AND dealt.run_id = taken.run_id
       WHERE r.task_id = ANY (ARRAY(SELECT task_id FROM taken)) AND r.task_id = taken.task_id AND r.run_id = taken.run_id
         AND r.state = 'pending'
@@ -73,9 +79,5 @@ export async function takePending(ctx: Ctx, requests: ClaimRequest[], takenUntil
       FROM moved m
       JOIN dealt ON dealt.task_id = m.task_id AND dealt.run_id = m.run_id
       JOIN tasks t ON t.task_id = m.task_id AND t.task_id = ANY (ARRAY(SELECT task_id FROM moved))
-    ), ${recordClaimsWith(ctx, takenUntil)}
-    SELECT claim_request, ${claimAnswerColumns} FROM claimed ORDER BY claim_order`.execute(ctx.batchDb);
-  const claims: ClaimedRow[][] = requests.map(() => []);
-  for (const { claim_request, ...row } of rows) claims[claim_request]!.push(row);
-  return claims;
-}
+    ), ${recordClaimsWith(v)}
+    SELECT claim_request, ${claimAnswerColumns} FROM claimed ORDER BY claim_order`);

@@ -11,7 +11,7 @@
 //
 // A pipeline goes through kysely as one statement whose text is `pipelineText` and whose one
 // parameter is the Pipeline; the pool's client (database.ts) recognises it and runs runPipeline.
-import { sql, type CompiledQuery, type RawBuilder } from 'kysely';
+import { CompiledQuery, type RawBuilder } from 'kysely';
 import type pg from 'pg';
 import type { Db, Trx } from './database.js';
 
@@ -23,14 +23,18 @@ export interface Pipeline {
   returning: number;
 }
 
+export type Statement = RawBuilder<unknown> | CompiledQuery<unknown>;
+
+const compiled = (db: Db | Trx, s: Statement): CompiledQuery => ('compile' in s ? s.compile(db) : s);
+
 /**
  * Sends `statements` in one message, in order, on the connection of `db` (a transaction's or a
  * single connection's kysely instance), and answers with the rows of `statements[returning]`
  * (default: the last). A statement that fails stops the rest, as in any multi-statement message.
  */
-export function pipeline<R>(db: Db | Trx, statements: Array<RawBuilder<unknown>>, returning = statements.length - 1): RawBuilder<R> {
-  const p: Pipeline = { statements: statements.map((s) => s.compile(db)), returning };
-  return sql<R>`/* conveyor pipeline */ ${p}`;
+export function pipeline<R = unknown>(db: Db | Trx, statements: Statement[], returning = statements.length - 1): CompiledQuery<R> {
+  const p: Pipeline = { statements: statements.map((s) => compiled(db, s)), returning };
+  return CompiledQuery.raw(pipelineText, [p]) as CompiledQuery<R>;
 }
 
 /** A value as SQL text, typed by the prepared statement's parameter it is passed to. */

@@ -18,6 +18,7 @@ import type { TaskStatus } from '@conveyor/schemas';
 import type { Ctx } from '../context.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
 import { batchTransaction, type BatchResult } from '../db/batch-transaction.js';
+import { template } from '../db/template.js';
 import { resolveDependents } from '../deps/resolve.js';
 import { ApiError } from '../http/errors.js';
 import type { OutboxMessage } from '../outbox/messages.js';
@@ -61,7 +62,7 @@ export function submitReport(ctx: Ctx, item: ReportItem): Promise<ReportAnswer> 
 
 export async function serveReports(ctx: Ctx, items: ReportItem[]): Promise<Array<Outcome<ReportAnswer>>> {
   const ids = [...new Set(items.map((i) => i.taskId))].sort();
-  return batchTransaction(ctx.batchDb, ids, lockedState(ids), async (trx, rows): Promise<BatchResult<Array<Outcome<ReportAnswer>>>> => {
+  return batchTransaction(ctx.batchDb, ids, lockedState({ ids }), async (trx, rows): Promise<BatchResult<Array<Outcome<ReportAnswer>>>> => {
     const { tasks, unblocks, groups } = fromLockedRows(rows);
 
     const now = ctx.clock.now();
@@ -122,14 +123,15 @@ type LockedRow = TaskRowWithRuns & {
  * has a later run than any running one, so every report of it answers 409 or as a repeat, from a
  * state the task really was in after our lock.
  */
-function lockedState(taskIds: string[]) {
-  // `held` runs because `grp` reads it, and `grp` because the select list does (a CTE nobody
-  // reads does not run); FOR UPDATE under ORDER BY locks in that order
-  return sql<LockedRow>`
-    WITH held AS (SELECT task_id FROM pending WHERE task_id = ANY(${taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE),
+const lockedState = template<{ ids: string[] }, LockedRow>(
+  ({ ids }) =>
+    // `held` runs because `grp` reads it, and `grp` because the select list does (a CTE nobody
+    // reads does not run); FOR UPDATE under ORDER BY locks in that order
+    sql`
+    WITH held AS (SELECT task_id FROM pending WHERE task_id = ANY(${ids}::text[]) ORDER BY task_id, run_id FOR UPDATE),
     grp AS MATERIALIZED (
       SELECT g.task_group_id, g.scheduler_id, g.expires, g.sealed, g.unresolved FROM task_groups g
-      WHERE g.task_group_id IN (SELECT task_group_id FROM tasks WHERE task_id = ANY(${taskIds}::text[]))
+      WHERE g.task_group_id IN (SELECT task_group_id FROM tasks WHERE task_id = ANY(${ids}::text[]))
         AND (SELECT count(*) FROM held) >= 0
       ORDER BY g.task_group_id FOR UPDATE)
     SELECT ${taskWithRunsColumns},
@@ -140,8 +142,8 @@ function lockedState(taskIds: string[]) {
       grp.scheduler_id AS group_scheduler_id, grp.expires AS group_expires, grp.sealed AS group_sealed,
       grp.unresolved AS group_unresolved
     FROM tasks t LEFT JOIN grp ON grp.task_group_id = t.task_group_id
-    WHERE t.task_id = ANY(${taskIds}::text[])`;
-}
+    WHERE t.task_id = ANY(${ids}::text[])`,
+);
 
 /**
  * The locked tasks with their runs; which of them have unsatisfied dependent edges ('resolution'
@@ -168,6 +170,38 @@ function fromLockedRows(rows: LockedRow[]) {
 /** The SQLSTATE the resolutions abort with should a run have left state running under the task lock. */
 const runMovedMeanwhile = 'CV002';
 
+interface Resolutions {
+  taskIds: string[];
+  runIds: number[];
+  states: string[];
+  reasons: Array<string | null>;
+  now: Date;
+  /** tasks resolved for the first time */
+  firsts: string[];
+  groupIds: string[];
+  /** per group, its tasks resolved here */
+  counts: number[];
+  /** runs to resolve */
+  n: number;
+}
+
+// the task locks make the abort impossible; should it ever happen, roll back rather than overwrite
+const resolutionsStatement = template<Resolutions>((v) => sql`
+  WITH v AS (
+    SELECT * FROM unnest(${v.taskIds}::text[], ${v.runIds}::int[], ${v.states}::text[], ${v.reasons}::text[]) AS v (task_id, run_id, state, reason)),
+  done AS (
+    UPDATE runs r SET state = v.state, reason_resolved = v.reason, resolved = ${v.now}::timestamptz
+    FROM v WHERE r.task_id = v.task_id AND r.run_id = v.run_id AND r.state = 'running'
+    RETURNING 1),
+  marked AS (UPDATE tasks SET ever_resolved = true WHERE task_id = ANY(${v.firsts}::text[])),
+  counted AS (
+    UPDATE task_groups g SET unresolved = g.unresolved - d.n
+    FROM unnest(${v.groupIds}::text[], ${v.counts}::int[]) AS d (task_group_id, n)
+    WHERE g.task_group_id = ANY(${v.groupIds}::text[]) AND g.task_group_id = d.task_group_id)
+  SELECT CASE WHEN count(*) <> ${v.n}::int
+    THEN conveyor_abort(${runMovedMeanwhile}, 'a run left state running under the task lock') END
+  FROM done`);
+
 /**
  * One statement: the runs resolved (still running, as checked under the locks), the first
  * resolution of each task marked (ever_resolved), and each group's counter moved once by the
@@ -188,22 +222,9 @@ function writeResolutions(resolved: Resolved[], groups: Map<string, GroupCount>,
   });
   const groupIds = changed.map((g) => g.task_group_id);
   const runs = resolved.map(({ t, runId }) => t.runs[runId]!);
-  // the task locks make the abort impossible; should it ever happen, roll back rather than overwrite
-  const statement = sql`
-    WITH v AS (
-      SELECT * FROM unnest(${runs.map((r) => r.task_id)}::text[], ${runs.map((r) => r.run_id)}::int[],
-        ${runs.map((r) => r.state)}::text[], ${runs.map((r) => r.reason_resolved)}::text[]) AS v (task_id, run_id, state, reason)),
-    done AS (
-      UPDATE runs r SET state = v.state, reason_resolved = v.reason, resolved = ${now}::timestamptz
-      FROM v WHERE r.task_id = v.task_id AND r.run_id = v.run_id AND r.state = 'running'
-      RETURNING 1),
-    marked AS (UPDATE tasks SET ever_resolved = true WHERE task_id = ANY(${firsts}::text[])),
-    counted AS (
-      UPDATE task_groups g SET unresolved = g.unresolved - d.n
-      FROM unnest(${groupIds}::text[], ${groupIds.map((id) => perGroup.get(id)!)}::int[]) AS d (task_group_id, n)
-      WHERE g.task_group_id = ANY(${groupIds}::text[]) AND g.task_group_id = d.task_group_id)
-    SELECT CASE WHEN count(*) <> ${runs.length}::int
-      THEN conveyor_abort(${runMovedMeanwhile}, 'a run left state running under the task lock') END
-    FROM done`;
+  const statement = resolutionsStatement({
+    taskIds: runs.map((r) => r.task_id), runIds: runs.map((r) => r.run_id), states: runs.map((r) => r.state),
+    reasons: runs.map((r) => r.reason_resolved), now, firsts, groupIds, counts: groupIds.map((id) => perGroup.get(id)!), n: runs.length,
+  });
   return { statement, changed };
 }

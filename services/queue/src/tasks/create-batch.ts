@@ -10,9 +10,10 @@
 // another scheduler or is sealed, it repeats a taskId or claims a group for another scheduler
 // earlier in the same batch) is stored by nothing here and answered `undefined`: its caller runs it
 // alone (create.ts), after this batch has committed, where the checks and their 200s and 409s live.
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { Ctx } from '../context.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
+import { template } from '../db/template.js';
 import { exchanges } from '@conveyor/pulse';
 import { routesCcSql, routingKeySql, taskKeyValuesSql } from '../outbox/messages-sql.js';
 import { outboxXidWith } from '../outbox/write.js';
@@ -58,7 +59,9 @@ async function storeBatch(ctx: Ctx, items: BatchedTask[]): Promise<Array<Outcome
   const candidates = plainCandidates(items);
   let stored: Set<string>;
   try {
-    const { rows } = await storeStatement(ctx.config.exchangePrefix, candidates).execute(ctx.batchDb);
+    const { rows } = await ctx.batchDb.executeQuery(
+      storeStatement({ prefix: ctx.config.exchangePrefix, tasks: `[${candidates.map((i) => i.json).join(',')}]` }),
+    );
     stored = new Set(rows.map((r) => r.task_id));
   } catch (err) {
     // The statement read the groups from its snapshot; a group taken by another scheduler or sealed
@@ -96,10 +99,9 @@ function plainCandidates(items: BatchedTask[]): BatchedTask[] {
  * groups (by taskGroupId, so two batches in flight cannot deadlock); runs and `pending` are rows of
  * our own new tasks, which no one else can lock.
  */
-function storeStatement(exchangePrefix: string, items: BatchedTask[]) {
-  return sql<{ task_id: string }>`
+const storeStatement = template<{ prefix: string; tasks: string }, { task_id: string }>(({ prefix, tasks }) => sql`
     WITH i AS (
-      SELECT * FROM ROWS FROM (jsonb_to_recordset(${`[${items.map((i) => i.json).join(',')}]`}::jsonb) AS (
+      SELECT * FROM ROWS FROM (jsonb_to_recordset(${tasks}::jsonb) AS (
         task_id text, task_queue_id text, scheduler_id text, project_id text, task_group_id text,
         dependencies jsonb, requires text, routes jsonb, priority text, retries integer, retries_left integer,
         created timestamptz, deadline timestamptz, expires timestamptz, scopes jsonb, payload jsonb,
@@ -144,11 +146,10 @@ function storeStatement(exchangePrefix: string, items: BatchedTask[]) {
       INSERT INTO pending (task_queue_id, priority, task_id, run_id)
       SELECT task_queue_id, priority_number, task_id, run_id FROM ok ORDER BY ordinality),
     woken AS (SELECT count(pg_notify(${pendingChannel}, q)) FROM (SELECT DISTINCT task_queue_id AS q FROM ok) x),
-    ${newTaskMessagesWith(exchangePrefix)}
+    ${newTaskMessagesWith(prefix)}
     SELECT t.task_id,
       CASE WHEN g.task_group_id IS NULL THEN conveyor_abort(${groupTakenMeanwhile}, 'a task group changed hands during the batch') END
-    FROM woken, t JOIN i USING (task_id) LEFT JOIN g USING (task_group_id)`;
-}
+    FROM woken, t JOIN i USING (task_id) LEFT JOIN g USING (task_group_id)`);
 
 const definedKey = routingKeySql(exchanges.taskDefined, taskKeyValuesSql('ok'));
 const pendingKey = routingKeySql(exchanges.taskPending, { ...taskKeyValuesSql('ok'), runId: sql.ref('r.run_id') });
@@ -159,7 +160,7 @@ const pendingKey = routingKeySql(exchanges.taskPending, { ...taskKeyValuesSql('o
  * outbox id is drawn (outbox/write.ts); the inserts above took it already, this keeps the rule
  * explicit.
  */
-function newTaskMessagesWith(exchangePrefix: string) {
+function newTaskMessagesWith(exchangePrefix: RawBuilder<unknown>) {
   const tags = sql`jsonb_build_object('tags', ok.tags)`;
   return sql`
     ${outboxXidWith('ok')},
