@@ -30,7 +30,7 @@ describe('task status and task-running messages built in SQL', () => {
     const { rows } = await sql<{ task_id: string; status: unknown; definition: unknown }>`
       SELECT t.task_id, ${statusSql('t', sql.ref('r.list'))} AS status, ${definitionSql('t')} AS definition
       FROM tasks t CROSS JOIN LATERAL (
-        SELECT jsonb_agg(${runJsonSql('x')} ORDER BY x.run_id) AS list FROM runs x WHERE x.task_id = t.task_id) r
+        SELECT json_agg(${runJsonSql('x')} ORDER BY x.run_id) AS list FROM runs x WHERE x.task_id = t.task_id) r
       WHERE t.task_id = ANY(${taskIds}::text[])`.execute(q.service.ctx.db);
     return new Map(rows.map((r) => [r.task_id, r]));
   }

@@ -38,7 +38,7 @@ export const claimAnswerColumns = sql`task_id, scopes, claim_run_id, claim_worke
 export function claimedColumns(workerGroup: RawBuilder<unknown>, workerId: RawBuilder<unknown>, order: RawBuilder<unknown>) {
   return sql`t.*, m.run_id AS claim_run_id, ${workerGroup} AS claim_worker_group, ${workerId} AS claim_worker_id,
     ${order} AS claim_order, ${definitionSql('t')} AS definition,
-    ${statusSql('t', sql`(SELECT jsonb_agg(${runJsonSql('x')} ORDER BY x.run_id) FROM (
+    ${statusSql('t', sql`(SELECT json_agg(${runJsonSql('x')} ORDER BY x.run_id) FROM (
       SELECT o.* FROM runs o WHERE o.task_id = m.task_id AND o.run_id <> m.run_id UNION ALL SELECT m.*) x)`)} AS status`;
 }
 
@@ -79,8 +79,8 @@ export function recordClaimsWith({ prefix, until, now, expires }: Slots<ClaimRec
     outbox_rows AS (
       INSERT INTO outbox (exchange, routing_key, cc, body)
       SELECT ${prefix}::text || ${running.name}, ${runningKey}, ${routesCcSql(c('routes'))},
-        jsonb_build_object('version', 1, 'status', c.status, 'runId', c.claim_run_id, 'workerGroup', c.claim_worker_group,
-          'workerId', c.claim_worker_id, 'takenUntil', ${until}::text, 'task', jsonb_build_object('tags', c.tags))
+        json_build_object('version', 1, 'status', c.status, 'runId', c.claim_run_id, 'workerGroup', c.claim_worker_group,
+          'workerId', c.claim_worker_id, 'takenUntil', ${until}::text, 'task', json_build_object('tags', c.tags))
       FROM outbox_xid, claimed c
       -- outbox ids are drawn in this order (the relay publishes in id order)
       ORDER BY c.claim_order),

@@ -41,8 +41,8 @@ export function outboxStatement(exchangePrefix: string, messages: OutboxMessage[
 const insertMessages = template<{ prefix: string; rows: string }>(({ prefix, rows }) => sql`
   WITH x AS MATERIALIZED (${xidAndNotify})
   INSERT INTO outbox (exchange, routing_key, cc, body)
-  SELECT ${prefix}::text || v.exchange, v.routing_key, ARRAY(SELECT jsonb_array_elements_text(v.cc)), v.body
-  FROM x, ROWS FROM (jsonb_to_recordset(${rows}::jsonb) AS (exchange text, routing_key text, cc jsonb, body jsonb))
+  SELECT ${prefix}::text || v.exchange, v.routing_key, ARRAY(SELECT json_array_elements_text(v.cc)), v.body
+  FROM x, ROWS FROM (json_to_recordset(${rows}::json) AS (exchange text, routing_key text, cc json, body json))
     WITH ORDINALITY AS v
   -- outbox ids are drawn in this order (the relay publishes in id order)
   ORDER BY v.ordinality`);

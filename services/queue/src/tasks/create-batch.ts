@@ -161,7 +161,7 @@ const pendingKey = routingKeySql(exchanges.taskPending, { ...taskKeyValuesSql('o
  * explicit.
  */
 function newTaskMessagesWith(exchangePrefix: RawBuilder<unknown>) {
-  const tags = sql`jsonb_build_object('tags', ok.tags)`;
+  const tags = sql`json_build_object('tags', ok.tags)`;
   return sql`
     ${outboxXidWith('ok')},
     outbox_rows AS (
@@ -169,9 +169,9 @@ function newTaskMessagesWith(exchangePrefix: RawBuilder<unknown>) {
       SELECT ${exchangePrefix}::text || m.exchange, m.routing_key, ${routesCcSql(sql.ref('ok.routes'))}, m.body
       FROM outbox_xid, ok JOIN r USING (task_id) CROSS JOIN LATERAL (VALUES
         (1, ${exchanges.taskDefined.name}::text, ${definedKey},
-          jsonb_build_object('version', 1, 'status', ${statusSql('ok', sql`NULL::jsonb`)}, 'task', ${tags})),
+          json_build_object('version', 1, 'status', ${statusSql('ok', sql`NULL::json`)}, 'task', ${tags})),
         (2, ${exchanges.taskPending.name}::text, ${pendingKey},
-          jsonb_build_object('version', 1, 'status', ${statusSql('ok', sql`jsonb_build_array(${runJsonSql('r')})`)},
+          json_build_object('version', 1, 'status', ${statusSql('ok', sql`json_build_array(${runJsonSql('r')})`)},
             'runId', r.run_id, 'task', ${tags}))
       ) AS m (k, exchange, routing_key, body)
       -- outbox ids are drawn in this order (the relay publishes in id order)

@@ -2,7 +2,8 @@
 // about rows it changes itself (the claim batch: claims/take.ts), where toStatus cannot run
 // between the change and the write without another round trip. It is toStatus (status.ts) in
 // SQL: test/status-sql.test.ts keeps the two equal, field by field, for every run state. The
-// definition likewise (toDefinition), so a claim reads its answer back ready to send.
+// definition likewise (toDefinition), so a claim reads its answer back ready to send. They are
+// json, not jsonb: built once and sent as text, they need no parsed form (see migration 0702).
 import { sql, type RawBuilder } from 'kysely';
 
 /** A timestamp as toISOString writes it: UTC, milliseconds (truncated, as a JS Date holds them). */
@@ -13,8 +14,8 @@ export function isoSql(ts: RawBuilder<unknown>): RawBuilder<string> {
 /** runJson of the runs row `r` (a table alias): absent fields are left out, as runJson does. */
 export function runJsonSql(r: string): RawBuilder<unknown> {
   const c = (column: string) => sql.ref(`${r}.${column}`);
-  // jsonb_strip_nulls drops the keys whose value is null: runJson's `if (...)` per optional field
-  return sql`jsonb_strip_nulls(jsonb_build_object(
+  // json_strip_nulls drops the keys whose value is null: runJson's `if (...)` per optional field
+  return sql`json_strip_nulls(json_build_object(
     'runId', ${c('run_id')}, 'state', ${c('state')}, 'reasonCreated', ${c('reason_created')},
     'reasonResolved', nullif(${c('reason_resolved')}, ''), 'workerGroup', nullif(${c('worker_group')}, ''),
     'workerId', nullif(${c('worker_id')}, ''), 'takenUntil', ${isoSql(c('taken_until'))}, 'scheduled', ${isoSql(c('scheduled'))},
@@ -22,18 +23,18 @@ export function runJsonSql(r: string): RawBuilder<unknown> {
 }
 
 /**
- * toStatus of the tasks row `t` (a table alias) with `runs`, a jsonb array of runJsonSql objects
- * in run order or null for none (jsonb_agg of no rows); it may be a subquery, evaluated once.
+ * toStatus of the tasks row `t` (a table alias) with `runs`, a json array of runJsonSql objects
+ * in run order or null for none (json_agg of no rows); it may be a subquery, evaluated once.
  */
 export function statusSql(t: string, runs: RawBuilder<unknown>): RawBuilder<unknown> {
   const c = (column: string) => sql.ref(`${t}.${column}`);
   const queue = c('task_queue_id');
-  return sql`(SELECT jsonb_build_object(
+  return sql`(SELECT json_build_object(
     'taskId', ${c('task_id')}, 'provisionerId', split_part(${queue}, '/', 1),
     'workerType', substr(${queue}, strpos(${queue}, '/') + 1), 'taskQueueId', ${queue},
     'schedulerId', ${c('scheduler_id')}, 'projectId', ${c('project_id')}, 'taskGroupId', ${c('task_group_id')},
     'deadline', ${isoSql(c('deadline'))}, 'expires', ${isoSql(c('expires'))}, 'retriesLeft', ${c('retries_left')},
-    'state', coalesce(runs_of.r -> -1 ->> 'state', 'unscheduled'), 'runs', coalesce(runs_of.r, '[]'::jsonb))
+    'state', coalesce(runs_of.r -> -1 ->> 'state', 'unscheduled'), 'runs', coalesce(runs_of.r, '[]'::json))
     FROM (SELECT ${runs} AS r) runs_of)`;
 }
 
@@ -41,7 +42,7 @@ export function statusSql(t: string, runs: RawBuilder<unknown>): RawBuilder<unkn
 export function definitionSql(t: string): RawBuilder<unknown> {
   const c = (column: string) => sql.ref(`${t}.${column}`);
   const queue = c('task_queue_id');
-  return sql`jsonb_build_object(
+  return sql`json_build_object(
     'provisionerId', split_part(${queue}, '/', 1), 'workerType', substr(${queue}, strpos(${queue}, '/') + 1),
     'taskQueueId', ${queue}, 'schedulerId', ${c('scheduler_id')}, 'projectId', ${c('project_id')},
     'taskGroupId', ${c('task_group_id')}, 'dependencies', ${c('dependencies')}, 'requires', ${c('requires')},

@@ -9,6 +9,7 @@ import * as m0500 from './0500-artifact-blobs.js';
 import * as m0600 from './0600-scheduler.js';
 import * as m0700 from './0700-statement-abort.js';
 import * as m0701 from './0701-pipeline-expiry.js';
+import * as m0702 from './0702-outbox-body-json.js';
 
 export const migrations: Record<string, Migration> = {
   '0001-initial': m0001,
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '0600-scheduler': m0600,
   '0700-statement-abort': m0700,
   '0701-pipeline-expiry': m0701,
+  '0702-outbox-body-json': m0702,
 };
