@@ -24,7 +24,6 @@ export interface TasksTable {
   metadata: Json<Record<string, unknown>>;
   tags: Json<Record<string, string>>;
   extra: Json<Record<string, unknown>>;
-  ever_resolved: Generated<boolean>;
 }
 
 export interface RunsTable {

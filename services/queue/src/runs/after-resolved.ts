@@ -12,10 +12,7 @@ export async function afterResolved(ctx: Ctx, trx: Trx, t: TaskWithRuns): Promis
   // dependents (task rows) before the group row: the lock order of runs/README.md, and the hot
   // group row of a big group stays locked for the least time
   messages.push(...(await resolveDependents(ctx, trx, t)));
-  // the first resolution marks the task (its row is ours already) in the group's statement
-  const firstResolution = !t.task.ever_resolved;
-  t.task.ever_resolved = true;
-  messages.push(...(await changeUnresolved(trx, t.task.task_group_id, -1, firstResolution ? t.task.task_id : undefined)));
+  messages.push(...(await changeUnresolved(trx, t.task.task_group_id, -1)));
   return messages;
 }
 
@@ -24,11 +21,8 @@ export async function afterResolved(ctx: Ctx, trx: Trx, t: TaskWithRuns): Promis
  * task-group-resolved — exactly once per such transition, and never while a retry run is pending
  * (a retried task never left the unresolved set).
  */
-export async function changeUnresolved(trx: Trx, taskGroupId: string, delta: 1 | -1, markEverResolved?: string): Promise<OutboxMessage[]> {
-  const db = markEverResolved === undefined
-    ? trx
-    : trx.with('marked', (d) => d.updateTable('tasks').set({ ever_resolved: true }).where('task_id', '=', markEverResolved));
-  const group = await db
+export async function changeUnresolved(trx: Trx, taskGroupId: string, delta: 1 | -1): Promise<OutboxMessage[]> {
+  const group = await trx
     .updateTable('task_groups')
     .set({ unresolved: sql`unresolved + ${delta}` })
     .where('task_group_id', '=', taskGroupId)

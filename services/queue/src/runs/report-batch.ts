@@ -5,7 +5,7 @@
 // (in task_id order), and one statement that locks their pending rows and their groups' rows and
 // reads tasks, runs, group counts and which tasks have dependents waiting on them; then, once each
 // report is decided with the same checkReport as the single path, one statement that resolves the
-// runs, marks first resolutions and moves each group's counter by the batch's sum, the outbox
+// runs and moves each group's counter by the batch's sum, the outbox
 // write and COMMIT. Two round trips for the whole batch (more only when dependents are waiting),
 // where each report alone takes 9.
 //
@@ -176,8 +176,6 @@ interface Resolutions {
   states: string[];
   reasons: Array<string | null>;
   now: Date;
-  /** tasks resolved for the first time */
-  firsts: string[];
   groupIds: string[];
   /** per group, its tasks resolved here */
   counts: number[];
@@ -193,7 +191,6 @@ const resolutionsStatement = template<Resolutions>((v) => sql`
     UPDATE runs r SET state = v.state, reason_resolved = v.reason, resolved = ${v.now}::timestamptz
     FROM v WHERE r.task_id = v.task_id AND r.run_id = v.run_id AND r.state = 'running'
     RETURNING 1),
-  marked AS (UPDATE tasks SET ever_resolved = true WHERE task_id = ANY(${v.firsts}::text[])),
   counted AS (
     UPDATE task_groups g SET unresolved = g.unresolved - d.n
     FROM unnest(${v.groupIds}::text[], ${v.counts}::int[]) AS d (task_group_id, n)
@@ -203,19 +200,13 @@ const resolutionsStatement = template<Resolutions>((v) => sql`
   FROM done`);
 
 /**
- * One statement: the runs resolved (still running, as checked under the locks), the first
- * resolution of each task marked (ever_resolved), and each group's counter moved once by the
- * number of its tasks resolved here — so a group that reaches zero announces it once. The group
+ * One statement: the runs resolved (still running, as checked under the locks), and each group's
+ * counter moved once by the number of its tasks resolved here — so a group that reaches zero announces it once. The group
  * rows were locked with the tasks. Returns the statement, and the groups as it leaves them.
  */
 function writeResolutions(resolved: Resolved[], groups: Map<string, GroupCount>, now: Date) {
   const perGroup = new Map<string, number>();
-  const firsts: string[] = [];
-  for (const { t } of resolved) {
-    perGroup.set(t.task.task_group_id, (perGroup.get(t.task.task_group_id) ?? 0) + 1);
-    if (!t.task.ever_resolved) firsts.push(t.task.task_id);
-    t.task.ever_resolved = true;
-  }
+  for (const { t } of resolved) perGroup.set(t.task.task_group_id, (perGroup.get(t.task.task_group_id) ?? 0) + 1);
   const changed = [...perGroup].flatMap(([id, n]) => {
     const g = groups.get(id);
     return g ? [{ ...g, unresolved: g.unresolved - n }] : [];
@@ -224,7 +215,7 @@ function writeResolutions(resolved: Resolved[], groups: Map<string, GroupCount>,
   const runs = resolved.map(({ t, runId }) => t.runs[runId]!);
   const statement = resolutionsStatement({
     taskIds: runs.map((r) => r.task_id), runIds: runs.map((r) => r.run_id), states: runs.map((r) => r.state),
-    reasons: runs.map((r) => r.reason_resolved), now, firsts, groupIds, counts: groupIds.map((id) => perGroup.get(id)!), n: runs.length,
+    reasons: runs.map((r) => r.reason_resolved), now, groupIds, counts: groupIds.map((id) => perGroup.get(id)!), n: runs.length,
   });
   return { statement, changed };
 }

@@ -33,7 +33,16 @@ export interface BatchedTask {
 /** Everything of a batched create that needs no database, done per request before it queues. */
 export function batchedTask(ctx: Ctx, row: TaskRow): BatchedTask {
   const run = pendingRunRow(row.task_id, 0, 'scheduled', ctx.clock.now());
-  const json = JSON.stringify({ ...row, ...run, priority_number: priorityNumber(row.priority) });
+  // the statement's columns in one literal of a fixed shape: JSON.stringify's fast path, where
+  // spreading the row and the run into one object made a slow dictionary of ~30 keys
+  const json = JSON.stringify({
+    task_id: row.task_id, task_queue_id: row.task_queue_id, scheduler_id: row.scheduler_id, project_id: row.project_id,
+    task_group_id: row.task_group_id, dependencies: row.dependencies, requires: row.requires, routes: row.routes,
+    priority: row.priority, retries: row.retries, retries_left: row.retries_left, created: row.created, deadline: row.deadline,
+    expires: row.expires, scopes: row.scopes, payload: row.payload, metadata: row.metadata, tags: row.tags, extra: row.extra,
+    run_id: run.run_id, state: run.state, reason_created: run.reason_created, scheduled: run.scheduled,
+    priority_number: priorityNumber(row.priority),
+  });
   return { row, json, status: toStatus({ task: row, runs: [run] }) };
 }
 
@@ -105,15 +114,15 @@ const storeStatement = template<{ prefix: string; tasks: string }, { task_id: st
         task_id text, task_queue_id text, scheduler_id text, project_id text, task_group_id text,
         dependencies jsonb, requires text, routes jsonb, priority text, retries integer, retries_left integer,
         created timestamptz, deadline timestamptz, expires timestamptz, scopes jsonb, payload jsonb,
-        metadata jsonb, tags jsonb, extra jsonb, ever_resolved boolean,
+        metadata jsonb, tags jsonb, extra jsonb,
         run_id integer, state text, reason_created text, scheduled timestamptz, priority_number integer
       )) WITH ORDINALITY AS i),
     t AS (
       INSERT INTO tasks (task_id, task_queue_id, scheduler_id, project_id, task_group_id, dependencies, requires,
-        routes, priority, retries, retries_left, created, deadline, expires, scopes, payload, metadata, tags, extra, ever_resolved)
+        routes, priority, retries, retries_left, created, deadline, expires, scopes, payload, metadata, tags, extra)
       SELECT i.task_id, i.task_queue_id, i.scheduler_id, i.project_id, i.task_group_id, i.dependencies, i.requires,
         i.routes, i.priority, i.retries, i.retries_left, i.created, i.deadline, i.expires, i.scopes, i.payload, i.metadata,
-        i.tags, i.extra, i.ever_resolved
+        i.tags, i.extra
       FROM i
       -- a group of another scheduler, or sealed: the task is left to the single path (a 409)
       LEFT JOIN LATERAL (

@@ -129,7 +129,6 @@ export async function createTask(req: ApiRequest<{ taskId: string }, CreateTaskB
     metadata: body.metadata,
     tags: body.tags,
     extra: body.extra,
-    ever_resolved: false,
   };
 
   // Tasks without dependencies join a shared transaction with the other calls in flight; a task

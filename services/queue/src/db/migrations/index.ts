@@ -10,6 +10,7 @@ import * as m0600 from './0600-scheduler.js';
 import * as m0700 from './0700-statement-abort.js';
 import * as m0701 from './0701-pipeline-expiry.js';
 import * as m0702 from './0702-outbox-body-json.js';
+import * as m0703 from './0703-drop-ever-resolved.js';
 
 export const migrations: Record<string, Migration> = {
   '0001-initial': m0001,
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '0700-statement-abort': m0700,
   '0701-pipeline-expiry': m0701,
   '0702-outbox-body-json': m0702,
+  '0703-drop-ever-resolved': m0703,
 };
