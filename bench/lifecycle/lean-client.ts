@@ -53,7 +53,16 @@ export class LeanClient {
     this.pool = new Pool(u.origin, { connections, keepAliveTimeout: 65_000 });
   }
 
+  /** The answer's body, parsed. */
   async call<T>(method: string, path: string, creds: Credentials, body?: unknown): Promise<T> {
+    return JSON.parse(await this.send(method, path, creds, body)) as T;
+  }
+
+  /**
+   * Sends the call and reads its answer, but leaves a 200's body unparsed (the lifecycle needs only
+   * claimWork's): a generator on the same 2 cores as the service takes what it spends from them.
+   */
+  async send(method: string, path: string, creds: Credentials, body?: unknown): Promise<string> {
     const fullPath = `/api/queue/v1${path}`;
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const headers: Record<string, string> = {
@@ -64,7 +73,7 @@ export class LeanClient {
     const res = await this.pool.request({ method: method as 'GET', path: fullPath, headers, body: payload ?? null });
     const text = await res.body.text();
     if (res.statusCode !== 200) throw new HttpError(res.statusCode, text, `${method} ${path}`);
-    return JSON.parse(text) as T;
+    return text;
   }
 
   /** Ends the connections, open long-polls included. */

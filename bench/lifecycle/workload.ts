@@ -130,7 +130,7 @@ export async function runLean(job: Job, hooks = noHooks): Promise<JobResult> {
   try {
     return await drive(job, hooks, async (calls) => {
       const taskId = slugid.nice();
-      await timed(calls?.createTask, () => client.call('PUT', `/task/${taskId}`, job.credentials, taskDefinition(job, group)));
+      await timed(calls?.createTask, () => client.send('PUT', `/task/${taskId}`, job.credentials, taskDefinition(job, group)));
       const claim = await timed(calls?.claimWork, () =>
         client.call<ClaimResponse>('POST', `/claim-work/${job.taskQueueId}`, job.credentials, worker(n++ % 50)),
       );
@@ -138,7 +138,7 @@ export async function runLean(job: Job, hooks = noHooks): Promise<JobResult> {
       const c = claim.tasks[0];
       if (!c) throw new Error('claimWork returned no task although one was pending');
       await timed(calls?.reportCompleted, () =>
-        client.call('POST', `/task/${c.status.taskId}/runs/${c.runId}/completed`, c.credentials),
+        client.send('POST', `/task/${c.status.taskId}/runs/${c.runId}/completed`, c.credentials),
       );
     });
   } finally {
