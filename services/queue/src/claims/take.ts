@@ -44,7 +44,7 @@ const claimStatement = template<ClaimRecordValues & { asked: string; takenUntil:
     WITH request AS (
       -- request i takes its queue's picks before+1 .. before+n
       SELECT r.*, sum(r.n) OVER (PARTITION BY r.q ORDER BY r.i) - r.n AS before
-      FROM jsonb_to_recordset(${v.asked}::jsonb) AS r (i int, q text, g text, w text, n int)
+      FROM json_to_recordset(${v.asked}::json) AS r (i int, q text, g text, w text, n int)
       WHERE NOT coalesce((
         SELECT w.quarantine_until > ${v.now} FROM workers w
         WHERE w.task_queue_id = r.q AND w.worker_group = r.g AND w.worker_id = r.w), false)

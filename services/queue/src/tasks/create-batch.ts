@@ -110,7 +110,7 @@ function plainCandidates(items: BatchedTask[]): BatchedTask[] {
  */
 const storeStatement = template<{ prefix: string; tasks: string }, { task_id: string }>(({ prefix, tasks }) => sql`
     WITH i AS (
-      SELECT * FROM ROWS FROM (jsonb_to_recordset(${tasks}::jsonb) AS (
+      SELECT * FROM ROWS FROM (json_to_recordset(${tasks}::json) AS (
         task_id text, task_queue_id text, scheduler_id text, project_id text, task_group_id text,
         dependencies jsonb, requires text, routes jsonb, priority text, retries integer, retries_left integer,
         created timestamptz, deadline timestamptz, expires timestamptz, scopes jsonb, payload jsonb,
