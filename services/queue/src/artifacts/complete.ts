@@ -5,10 +5,11 @@
 //
 // Uploads that complete together share one transaction (db/batcher.ts): workers upload a log for
 // every task, and with a few tasks in flight their completions overlap (bench/worker measured two
-// or more in flight for most of them). Per batch, whatever its size: BEGIN with the task locks (one
-// message, in task_id order), lock their pending rows and the artifacts (one statement), read the
-// tasks and runs, check each upload against its artifact as it is, write every upload that passes
-// (one statement a round), the outbox write with COMMIT — 5 round trips; one upload alone took 7.
+// or more in flight for most of them). Per batch, whatever its size: BEGIN with the task locks (in
+// task_id order) and the lock of their pending rows and the artifacts (one message:
+// db/batch-transaction.ts), read the tasks and runs, check each upload against its artifact as it
+// is, write every upload that passes (one statement a round), the outbox write with COMMIT — 4 round
+// trips; one upload alone took 7.
 //
 // Lock order (runs/README.md): task rows first, sorted; then pending rows and artifact rows. Those
 // two are taken in one statement, in no set order between them: under the task locks nothing else
@@ -17,6 +18,7 @@
 import { sql, type Insertable } from 'kysely';
 import type { Ctx } from '../context.js';
 import { batchTransaction, type BatchResult } from '../db/batch-transaction.js';
+import { template } from '../db/template.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
 import type { Trx } from '../db/database.js';
 import type { ArtifactUploadsTable } from '../db/tables.js';
@@ -56,8 +58,8 @@ export async function serveCompletions(ctx: Ctx, items: Completion[]): Promise<A
   const ids = [...new Set(items.map((i) => i.grant.taskId))].sort();
   // BEGIN with the task locks, and the outbox write with COMMIT (db/batch-transaction.ts); a task
   // that does not exist has no pending rows or artifacts, and loadTasks leaves it out
-  return batchTransaction(ctx.batchDb, ids, undefined, async (trx): Promise<BatchResult<Array<Outcome<void>>>> => {
-    const targets = await lockPendingAndArtifacts(trx, ids, items.map((i) => i.grant));
+  return batchTransaction(ctx.batchDb, ids, lockPendingAndArtifacts(ids, items.map((i) => i.grant)), async (trx, locked): Promise<BatchResult<Array<Outcome<void>>>> => {
+    const targets = targetsOf(locked);
     // a statement begun after the pending locks: the runs it reads stay true until commit
     const tasks = new Map((await loadTasks(trx, ids)).map((t) => [t.task.task_id, t]));
     const now = ctx.clock.now();
@@ -112,24 +114,31 @@ export async function serveCompletions(ctx: Ctx, items: Completion[]): Promise<A
 }
 
 /**
- * Locks the tasks' pending rows (lockTask's second step) and the artifacts the uploads go to, in key
- * order, and returns the artifacts by key. The artifacts are found through the primary key by
+ * The statement sent with BEGIN and the task locks: it locks the tasks' pending rows (lockTask's
+ * second step) and the artifacts the uploads go to, in key order, and reads the artifacts. The artifacts are found through the primary key by
  * task_id = ANY (see writeCompletions). (The pending CTE is read by the UNION ALL's second branch,
  * so it runs: a CTE nobody reads does not.)
  */
-async function lockPendingAndArtifacts(trx: Trx, taskIds: string[], keys: Array<{ taskId: string; runId: number; name: string }>) {
+function lockPendingAndArtifacts(taskIds: string[], keys: Array<{ taskId: string; runId: number; name: string }>) {
+  return lockStatement({ taskIds, keyTasks: keys.map((k) => k.taskId), keyRuns: keys.map((k) => k.runId), keyNames: keys.map((k) => k.name) });
+}
+
+const lockStatement = template<{ taskIds: string[]; keyTasks: string[]; keyRuns: number[]; keyNames: string[] }, LockedTarget>((v) => sql`
+  WITH held AS (SELECT 1 FROM pending WHERE task_id = ANY(${v.taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE),
+  target AS (
+    SELECT a.task_id, a.run_id, a.name, a.storage_type, a.expires, a.details FROM artifacts a
+    WHERE a.task_id = ANY(${v.taskIds}::text[])
+      AND (a.task_id, a.run_id, a.name) IN (SELECT * FROM unnest(${v.keyTasks}::text[], ${v.keyRuns}::int[], ${v.keyNames}::text[]))
+    ORDER BY a.task_id, a.run_id, a.name
+    FOR UPDATE OF a
+  )
+  SELECT * FROM target UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL FROM held`);
+
+type LockedTarget = { task_id: string | null; run_id: number; name: string; storage_type: string; expires: Date; details: ArtifactRow['details'] };
+
+/** lockPendingAndArtifacts' rows as the artifacts by key. */
+function targetsOf(rows: LockedTarget[]): Map<string, UploadTarget> {
   const targets = new Map<string, UploadTarget>();
-  const { rows } = await sql<{ task_id: string | null; run_id: number; name: string; storage_type: string; expires: Date; details: ArtifactRow['details'] }>`
-    WITH held AS (SELECT 1 FROM pending WHERE task_id = ANY(${taskIds}::text[]) ORDER BY task_id, run_id FOR UPDATE),
-    target AS (
-      SELECT a.task_id, a.run_id, a.name, a.storage_type, a.expires, a.details FROM artifacts a
-      WHERE a.task_id = ANY(${taskIds}::text[])
-        AND (a.task_id, a.run_id, a.name) IN (
-          SELECT * FROM unnest(${keys.map((k) => k.taskId)}::text[], ${keys.map((k) => k.runId)}::int[], ${keys.map((k) => k.name)}::text[]))
-      ORDER BY a.task_id, a.run_id, a.name
-      FOR UPDATE OF a
-    )
-    SELECT * FROM target UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL FROM held`.execute(trx);
   for (const r of rows) {
     if (r.task_id === null) continue;
     targets.set(keyOf({ taskId: r.task_id, runId: r.run_id, name: r.name }), { storage_type: r.storage_type, expires: r.expires, details: r.details });
