@@ -4,6 +4,7 @@
 // outbox row equals what taskMessage builds for it.
 import { buildRoutingKey, type ExchangeDefinition } from '@conveyor/pulse';
 import { sql, type RawBuilder } from 'kysely';
+import { splitQueueIdSql } from '../tasks/status-sql.js';
 
 /**
  * buildRoutingKey over SQL values: a word with no value (null or '') is `_`. The values come
@@ -26,8 +27,7 @@ export function taskKeyValuesSql(t: string): Record<string, RawBuilder<unknown>>
   const c = (column: string) => sql.ref(`${t}.${column}`);
   return {
     taskId: c('task_id'),
-    provisionerId: sql`split_part(${c('task_queue_id')}, '/', 1)`,
-    workerType: sql`substr(${c('task_queue_id')}, strpos(${c('task_queue_id')}, '/') + 1)`,
+    ...splitQueueIdSql(c('task_queue_id')),
     schedulerId: c('scheduler_id'),
     taskGroupId: c('task_group_id'),
   };

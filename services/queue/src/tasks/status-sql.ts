@@ -11,6 +11,11 @@ export function isoSql(ts: RawBuilder<unknown>): RawBuilder<string> {
   return sql<string>`to_char(${ts} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 }
 
+/** splitQueueId in SQL: the provisionerId and workerType of a task_queue_id expression. */
+export function splitQueueIdSql(queue: RawBuilder<unknown>): { provisionerId: RawBuilder<string>; workerType: RawBuilder<string> } {
+  return { provisionerId: sql<string>`split_part(${queue}, '/', 1)`, workerType: sql<string>`substr(${queue}, strpos(${queue}, '/') + 1)` };
+}
+
 /** runJson of the runs row `r` (a table alias): absent fields are left out, as runJson does. */
 export function runJsonSql(r: string): RawBuilder<unknown> {
   const c = (column: string) => sql.ref(`${r}.${column}`);
@@ -29,9 +34,9 @@ export function runJsonSql(r: string): RawBuilder<unknown> {
 export function statusSql(t: string, runs: RawBuilder<unknown>): RawBuilder<unknown> {
   const c = (column: string) => sql.ref(`${t}.${column}`);
   const queue = c('task_queue_id');
+  const { provisionerId, workerType } = splitQueueIdSql(queue);
   return sql`(SELECT json_build_object(
-    'taskId', ${c('task_id')}, 'provisionerId', split_part(${queue}, '/', 1),
-    'workerType', substr(${queue}, strpos(${queue}, '/') + 1), 'taskQueueId', ${queue},
+    'taskId', ${c('task_id')}, 'provisionerId', ${provisionerId}, 'workerType', ${workerType}, 'taskQueueId', ${queue},
     'schedulerId', ${c('scheduler_id')}, 'projectId', ${c('project_id')}, 'taskGroupId', ${c('task_group_id')},
     'deadline', ${isoSql(c('deadline'))}, 'expires', ${isoSql(c('expires'))}, 'retriesLeft', ${c('retries_left')},
     'state', coalesce(runs_of.r -> -1 ->> 'state', 'unscheduled'), 'runs', coalesce(runs_of.r, '[]'::json))
@@ -42,9 +47,9 @@ export function statusSql(t: string, runs: RawBuilder<unknown>): RawBuilder<unkn
 export function definitionSql(t: string): RawBuilder<unknown> {
   const c = (column: string) => sql.ref(`${t}.${column}`);
   const queue = c('task_queue_id');
+  const { provisionerId, workerType } = splitQueueIdSql(queue);
   return sql`json_build_object(
-    'provisionerId', split_part(${queue}, '/', 1), 'workerType', substr(${queue}, strpos(${queue}, '/') + 1),
-    'taskQueueId', ${queue}, 'schedulerId', ${c('scheduler_id')}, 'projectId', ${c('project_id')},
+    'provisionerId', ${provisionerId}, 'workerType', ${workerType}, 'taskQueueId', ${queue}, 'schedulerId', ${c('scheduler_id')}, 'projectId', ${c('project_id')},
     'taskGroupId', ${c('task_group_id')}, 'dependencies', ${c('dependencies')}, 'requires', ${c('requires')},
     'routes', ${c('routes')}, 'priority', ${c('priority')}, 'retries', ${c('retries')},
     'created', ${isoSql(c('created'))}, 'deadline', ${isoSql(c('deadline'))}, 'expires', ${isoSql(c('expires'))},
