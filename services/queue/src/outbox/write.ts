@@ -11,7 +11,7 @@ const xidAndNotify = sql`SELECT pg_current_xact_id() AS xid, pg_notify(${outboxC
 
 /**
  * A WITH entry `outbox_xid` for a statement that builds its messages in SQL from the rows of its
- * CTE `cte`, one message set per row: it takes the transaction's xid (the rule outboxStatement
+ * CTE `cte`, one message set per row: it takes the transaction's xid (the rule insertMessages
  * explains; join it to the message rows) and notifies the relay — only when `cte` has rows, so a
  * statement that wrote nothing takes no xid and wakes nobody.
  */

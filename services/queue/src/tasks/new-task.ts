@@ -6,10 +6,13 @@ import { toStatus, type RunRow, type TaskRow, type TaskStatus, type TaskWithRuns
 
 export function newTaskMessages(row: TaskRow, run: RunRow | undefined): { messages: OutboxMessage[]; status: TaskStatus } {
   const t: TaskWithRuns = { task: row, runs: [] };
+  // the answer reports the state of the last message: one status object for both
+  if (!run) {
+    const status = toStatus(t);
+    return { messages: [taskMessage('taskDefined', t, {}, status)], status };
+  }
   const messages = [taskMessage('taskDefined', t)];
-  if (!run) return { messages, status: messages[0]!.body.status as TaskStatus };
   t.runs.push(run);
-  // the answer reports the state task-pending reports: one status object for both
   const status = toStatus(t);
   messages.push(taskMessage('taskPending', t, { runId: run.run_id }, status));
   return { messages, status };
