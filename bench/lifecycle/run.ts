@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createTestDatabase } from '../../test/harness/db.js';
+import { formatHostSpeed, measureHostSpeed } from './host-speed.js';
 import { runBaseline } from './baseline.js';
 import { pct, printPhase, runPhase, type Phase } from './phase.js';
 import { memoryMb } from './procstat.js';
@@ -28,6 +29,7 @@ const { values: opt } = parseArgs({
     'amqp-url': { type: 'string', default: process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672' },
     'shared-group': { type: 'boolean', default: false },
     pool: { type: 'string' },
+    'node-options': { type: 'string' },
     profile: { type: 'boolean', default: false },
     baseline: { type: 'string' },
     rounds: { type: 'string', default: '2' },
@@ -47,6 +49,8 @@ if (opt.help) {
   --amqp                    start the service with AMQP_URL (--amqp-url, default local RabbitMQ)
   --shared-group            put every task in one task group (a contended group row)
   --pool N                  DB_POOL_SIZE of the service
+  --node-options="FLAGS"    extra node flags for this checkout's service (not the --baseline one), e.g.
+                            to compare a V8 flag against the same code without it
   --profile                 run the service with --cpu-prof (profiles in bench/lifecycle/profiles/)
   --baseline DIR            also run the lean job against the service of another checkout, alternating
                             --rounds N (2) times, and print the ratio (see baseline.ts)
@@ -56,6 +60,7 @@ if (opt.help) {
 
 async function main(): Promise<void> {
   const phases = new Set(opt.phases.split(','));
+  const speed = measureHostSpeed();
   const database = await createTestDatabase();
   const profileDir = fileURLToPath(new URL('./profiles/', import.meta.url));
   if (opt.profile) mkdirSync(profileDir, { recursive: true });
@@ -63,12 +68,13 @@ async function main(): Promise<void> {
     databaseUrl: database.url,
     ...(opt.amqp ? { amqpUrl: opt['amqp-url'] } : {}),
     env: opt.pool ? { DB_POOL_SIZE: opt.pool } : {},
-    nodeArgs: opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    nodeArgs: [...(opt['node-options']?.split(' ').filter(Boolean) ?? []), ...(opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
   });
   const connections = Number(opt.connections);
   process.stdout.write(
     `Conveyor lifecycle bench: service pid ${svc.pid} at ${svc.rootUrl}, database ${database.name}, ` +
-      `AMQP ${opt.amqp ? 'on' : 'off'}, ${opt['shared-group'] ? 'one shared task group' : 'a task group per task'}\n`,
+      `AMQP ${opt.amqp ? 'on' : 'off'}, ${opt['shared-group'] ? 'one shared task group' : 'a task group per task'}\n` +
+      `${formatHostSpeed(speed)}\n`,
   );
   const env: Record<string, string> = opt.pool ? { DB_POOL_SIZE: opt.pool } : {};
   const forService = (s: RunningService) => ({ rootUrl: s.rootUrl, credentials: s.credentials });
