@@ -41,6 +41,20 @@ describe('pipelined statements', () => {
     assert.deepEqual(piped, { ...values, json: values.json });
   });
 
+  it('passes them intact whatever standard_conforming_strings says (a database set to the pre-9.1 default)', async () => {
+    for (const setting of ['off', 'on']) {
+      const piped = await onOneConnection(async (db) => {
+        await sql.raw(`SET standard_conforming_strings = ${setting}`).execute(db);
+        try {
+          return (await db.executeQuery(pipeline<Record<string, unknown>>(db, [selectAll()]))).rows[0];
+        } finally {
+          await sql`RESET standard_conforming_strings`.execute(db);
+        }
+      });
+      assert.deepEqual(piped, values, `standard_conforming_strings=${setting}`);
+    }
+  });
+
   it('prepares a text once per connection', async () => {
     const names = await onOneConnection(async (db) => {
       for (let i = 0; i < 3; i++) await db.executeQuery(pipeline(db, [sql`SELECT ${i}::int AS once_per_connection`]));
