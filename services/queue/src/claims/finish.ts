@@ -11,7 +11,7 @@ import type { Trx } from '../db/database.js';
 import { template, type Slots } from '../db/template.js';
 import { routesCcSql, routingKeySql, taskKeyValuesSql } from '../outbox/messages-sql.js';
 import { outboxXidWith } from '../outbox/write.js';
-import { definitionSql, runJsonSql, statusSql } from '../tasks/status-sql.js';
+import { columnsOf, definitionSql, runJsonSql, statusSql } from '../tasks/status-sql.js';
 import type { TaskStatus } from '../tasks/status.js';
 import type { Claim, Claimer } from './claim.js';
 import { taskCredentials } from './credentials.js';
@@ -43,7 +43,7 @@ export function claimedColumns(workerGroup: RawBuilder<unknown>, workerId: RawBu
 }
 
 const running = exchanges.taskRunning;
-const c = (column: string) => sql.ref(`c.${column}`);
+const c = columnsOf('c');
 const runningKey = routingKeySql(running, {
   ...taskKeyValuesSql('c'),
   runId: c('claim_run_id'),

@@ -1,10 +1,10 @@
 // taskMessage (messages.ts) as SQL expressions, for a statement that writes the messages of rows
-// it changes itself (the claim batch: claims/take.ts). The routing key is generated from the same
-// exchange catalogue that buildRoutingKey reads; test/status-sql.test.ts checks that a claim's
-// outbox row equals what taskMessage builds for it.
+// it changes itself (the claim and create batches: claims/finish.ts, tasks/create-batch.ts). The
+// routing key is generated from the same exchange catalogue that buildRoutingKey reads;
+// test/status-sql.test.ts checks those outbox rows against what taskMessage builds.
 import { buildRoutingKey, type ExchangeDefinition } from '@conveyor/pulse';
 import { sql, type RawBuilder } from 'kysely';
-import { splitQueueIdSql } from '../tasks/status-sql.js';
+import { columnsOf, splitQueueIdSql } from '../tasks/status-sql.js';
 
 /**
  * buildRoutingKey over SQL values: a word with no value (null or '') is `_`. The values come
@@ -24,7 +24,7 @@ export function routingKeySql(exchange: ExchangeDefinition, values: Record<strin
 
 /** The routing-key words every task message takes from its task: `t` is an alias of a tasks-like row. */
 export function taskKeyValuesSql(t: string): Record<string, RawBuilder<unknown>> {
-  const c = (column: string) => sql.ref(`${t}.${column}`);
+  const c = columnsOf(t);
   return {
     taskId: c('task_id'),
     ...splitQueueIdSql(c('task_queue_id')),

@@ -1,10 +1,16 @@
 // The task status structure built inside a statement, for a statement that must write a message
-// about rows it changes itself (the claim batch: claims/take.ts), where toStatus cannot run
+// about rows it changes itself (the claim and create batches: claims/take.ts,
+// tasks/create-batch.ts), where toStatus cannot run
 // between the change and the write without another round trip. It is toStatus (status.ts) in
 // SQL: test/status-sql.test.ts keeps the two equal, field by field, for every run state. The
 // definition likewise (toDefinition), so a claim reads its answer back ready to send. They are
 // json, not jsonb: built once and sent as text, they need no parsed form (see migration 0702).
 import { sql, type RawBuilder } from 'kysely';
+
+/** The columns of the row a table alias names, as references: `columnsOf('t')('task_id')` is t.task_id. */
+export function columnsOf(alias: string): (column: string) => RawBuilder<unknown> {
+  return (column) => sql.ref(`${alias}.${column}`);
+}
 
 /** A timestamp as toISOString writes it: UTC, milliseconds (truncated, as a JS Date holds them). */
 export function isoSql(ts: RawBuilder<unknown>): RawBuilder<string> {
@@ -18,7 +24,7 @@ export function splitQueueIdSql(queue: RawBuilder<unknown>): { provisionerId: Ra
 
 /** runJson of the runs row `r` (a table alias): absent fields are left out, as runJson does. */
 export function runJsonSql(r: string): RawBuilder<unknown> {
-  const c = (column: string) => sql.ref(`${r}.${column}`);
+  const c = columnsOf(r);
   // json_strip_nulls drops the keys whose value is null: runJson's `if (...)` per optional field
   return sql`json_strip_nulls(json_build_object(
     'runId', ${c('run_id')}, 'state', ${c('state')}, 'reasonCreated', ${c('reason_created')},
@@ -32,7 +38,7 @@ export function runJsonSql(r: string): RawBuilder<unknown> {
  * in run order or null for none (json_agg of no rows); it may be a subquery, evaluated once.
  */
 export function statusSql(t: string, runs: RawBuilder<unknown>): RawBuilder<unknown> {
-  const c = (column: string) => sql.ref(`${t}.${column}`);
+  const c = columnsOf(t);
   const queue = c('task_queue_id');
   const { provisionerId, workerType } = splitQueueIdSql(queue);
   return sql`(SELECT json_build_object(
@@ -45,7 +51,7 @@ export function statusSql(t: string, runs: RawBuilder<unknown>): RawBuilder<unkn
 
 /** toDefinition of the tasks row `t` (a table alias): the definition as `task` and a claim return it. */
 export function definitionSql(t: string): RawBuilder<unknown> {
-  const c = (column: string) => sql.ref(`${t}.${column}`);
+  const c = columnsOf(t);
   const queue = c('task_queue_id');
   const { provisionerId, workerType } = splitQueueIdSql(queue);
   return sql`json_build_object(
