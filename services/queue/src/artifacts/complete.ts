@@ -18,10 +18,10 @@
 import { sql, type Insertable } from 'kysely';
 import type { Ctx } from '../context.js';
 import { batchTransaction, type BatchResult } from '../db/batch-transaction.js';
-import { template } from '../db/template.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
 import type { Trx } from '../db/database.js';
 import type { ArtifactUploadsTable } from '../db/tables.js';
+import { template } from '../db/template.js';
 import { ApiError } from '../http/errors.js';
 import type { OutboxMessage } from '../outbox/messages.js';
 import { outboxStatement } from '../outbox/write.js';
@@ -115,8 +115,8 @@ export async function serveCompletions(ctx: Ctx, items: Completion[]): Promise<A
 
 /**
  * The statement sent with BEGIN and the task locks: it locks the tasks' pending rows (lockTask's
- * second step) and the artifacts the uploads go to, in key order, and reads the artifacts. The artifacts are found through the primary key by
- * task_id = ANY (see writeCompletions). (The pending CTE is read by the UNION ALL's second branch,
+ * second step) and the artifacts the uploads go to, in key order, and reads the artifacts. The
+ * artifacts are found through the primary key by task_id = ANY (see writeCompletions). (The pending CTE is read by the UNION ALL's second branch,
  * so it runs: a CTE nobody reads does not.)
  */
 function lockPendingAndArtifacts(taskIds: string[], keys: Array<{ taskId: string; runId: number; name: string }>) {

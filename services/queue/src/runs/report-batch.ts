@@ -5,9 +5,9 @@
 // (in task_id order), and one statement that locks their pending rows and their groups' rows and
 // reads tasks, runs, group counts and which tasks have dependents waiting on them; then, once each
 // report is decided with the same checkReport as the single path, one statement that resolves the
-// runs and moves each group's counter by the batch's sum, the outbox
-// write and COMMIT. Two round trips for the whole batch (more only when dependents are waiting),
-// where each report alone takes 9.
+// runs and moves each group's counter by the batch's sum, the outbox write and COMMIT. Two round
+// trips for the whole batch (more only when dependents are waiting), where each report alone
+// takes 9.
 //
 // Lock order (runs/README.md): all task rows before anything else, sorted, so two batches, or a
 // batch and a single-task transition, never wait for each other in a cycle; then pending rows,
@@ -201,8 +201,9 @@ const resolutionsStatement = template<Resolutions>((v) => sql`
 
 /**
  * One statement: the runs resolved (still running, as checked under the locks), and each group's
- * counter moved once by the number of its tasks resolved here — so a group that reaches zero announces it once. The group
- * rows were locked with the tasks. Returns the statement, and the groups as it leaves them.
+ * counter moved once by the number of its tasks resolved here — so a group that reaches zero
+ * announces it once. The group rows were locked with the tasks. Returns the statement, and the
+ * groups as it leaves them.
  */
 function writeResolutions(resolved: Resolved[], groups: Map<string, GroupCount>, now: Date) {
   const perGroup = new Map<string, number>();

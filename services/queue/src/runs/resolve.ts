@@ -62,8 +62,10 @@ export function markResolved(run: RunRow, res: Resolution, now: Date): void {
   run.resolved = now;
 }
 
-/** task-completed / task-failed / task-exception for run `runId`, just resolved. */
-/** `status`: toStatus(t), when the caller has it already (it answers with the same object). */
+/**
+ * task-completed / task-failed / task-exception for run `runId`, just resolved. `status`:
+ * toStatus(t), when the caller has it already (it answers with the same object).
+ */
 export function resolvedMessage(t: TaskWithRuns, runId: number, status?: TaskStatus): OutboxMessage {
   const run = t.runs[runId]!;
   const exchange = run.state === 'completed' ? 'taskCompleted' : run.state === 'failed' ? 'taskFailed' : 'taskException';

@@ -10,11 +10,11 @@
 // another scheduler or is sealed, it repeats a taskId or claims a group for another scheduler
 // earlier in the same batch) is stored by nothing here and answered `undefined`: its caller runs it
 // alone (create.ts), after this batch has committed, where the checks and their 200s and 409s live.
+import { exchanges } from '@conveyor/pulse';
 import { sql, type RawBuilder } from 'kysely';
 import type { Ctx } from '../context.js';
 import { Batcher, batcherPerService, type Outcome } from '../db/batcher.js';
 import { template } from '../db/template.js';
-import { exchanges } from '@conveyor/pulse';
 import { routesCcSql, routingKeySql, taskKeyValuesSql } from '../outbox/messages-sql.js';
 import { outboxXidWith } from '../outbox/write.js';
 import { pendingChannel, pendingRunRow } from '../runs/schedule.js';
