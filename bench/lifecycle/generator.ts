@@ -13,6 +13,10 @@ const hooks: WindowHooks = {
   end: () => process.send!({ window: 'end' }),
 };
 
+// The orchestrator gone (killed by a timeout, say) closes the IPC channel: stop too, or the load
+// loops would go on against a service that no longer answers, at a full core each.
+process.once('disconnect', () => process.exit(1));
+
 process.once('message', (job: Job) => {
   runners[job.kind](job, hooks).then(
     (result) => process.send!({ result }, () => process.exit(0)),

@@ -2,6 +2,7 @@
 // service running as its own process on its own database, driven by a separate load-generator
 // process. `npm run bench -- --help` lists the options.
 import { mkdirSync } from 'node:fs';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -36,6 +37,12 @@ const { values: opt } = parseArgs({
     help: { type: 'boolean', default: false },
   },
 });
+
+// Interrupted (Ctrl-C, `timeout`): exit normally, so the service started below is stopped by its
+// exit hook (service.ts); the generator stops by itself when its IPC channel closes.
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => process.exit(128 + constants.signals[sig]));
+}
 
 if (opt.help) {
   process.stdout.write(`npm run bench -- [options]

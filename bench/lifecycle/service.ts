@@ -76,7 +76,16 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  // the bench ending without stop() (an error, or a signal run.ts turns into an exit) must not
+  // leave the service running
+  const killOnExit = () => child.kill('SIGTERM');
+  process.once('exit', killOnExit);
+  const exited = new Promise<void>((r) =>
+    child.once('exit', () => {
+      process.off('exit', killOnExit);
+      r();
+    }),
+  );
   try {
     await waitReady(child, rootUrl, () => out);
   } catch (err) {
