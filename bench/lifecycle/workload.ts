@@ -188,6 +188,8 @@ export async function runHandoff(job: Job, hooks = noHooks): Promise<JobResult> 
         if (stopped) return; // closing the agent ends the open long-polls
         errors += 1;
         firstError ??= String((err as Error).message ?? err);
+        // a service that went away answers at once: don't retry at a full core
+        await new Promise((r) => setTimeout(r, 100));
       }
     }
   };
@@ -205,7 +207,17 @@ export async function runHandoff(job: Job, hooks = noHooks): Promise<JobResult> 
       };
     });
     await client.call('PUT', `/task/${taskId}`, job.credentials, taskDefinition(job, undefined));
-    await got;
+    // a long-poll re-polls every CLAIM_WORK_TIMEOUT (20 s): a task still unclaimed after 30 s is
+    // lost to the waiters, and the run must fail rather than wait for ever
+    let timer: NodeJS.Timeout | undefined;
+    const lost = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`task ${taskId} was not handed to a waiting claimWork within 30 s`)), 30_000);
+    });
+    try {
+      await Promise.race([got, lost]);
+    } finally {
+      clearTimeout(timer);
+    }
     // give the waiter that answered time to re-open its long-poll
     await new Promise((r) => setTimeout(r, 5));
   }
