@@ -116,8 +116,8 @@ export async function serveCompletions(ctx: Ctx, items: Completion[]): Promise<A
 /**
  * The statement sent with BEGIN and the task locks: it locks the tasks' pending rows (lockTask's
  * second step) and the artifacts the uploads go to, in key order, and reads the artifacts. The
- * artifacts are found through the primary key by task_id = ANY (see writeCompletions). (The pending CTE is read by the UNION ALL's second branch,
- * so it runs: a CTE nobody reads does not.)
+ * artifacts are found through the primary key by task_id = ANY (see writeCompletions). (The
+ * pending CTE is read by the UNION ALL's second branch, so it runs: a CTE nobody reads does not.)
  */
 function lockPendingAndArtifacts(taskIds: string[], keys: Array<{ taskId: string; runId: number; name: string }>) {
   return lockStatement({ taskIds, keyTasks: keys.map((k) => k.taskId), keyRuns: keys.map((k) => k.runId), keyNames: keys.map((k) => k.name) });

@@ -1,10 +1,10 @@
 // The task status structure built inside a statement, for a statement that must write a message
 // about rows it changes itself (the claim and create batches: claims/take.ts,
-// tasks/create-batch.ts), where toStatus cannot run
-// between the change and the write without another round trip. It is toStatus (status.ts) in
-// SQL: test/status-sql.test.ts keeps the two equal, field by field, for every run state. The
-// definition likewise (toDefinition), so a claim reads its answer back ready to send. They are
-// json, not jsonb: built once and sent as text, they need no parsed form (see migration 0702).
+// tasks/create-batch.ts), where toStatus cannot run between the change and the write without
+// another round trip. It is toStatus (status.ts) in SQL: test/status-sql.test.ts keeps the two
+// equal, field by field, for every run state. The definition likewise (toDefinition), so a claim
+// reads its answer back ready to send. They are json, not jsonb: built once and sent as text, they
+// need no parsed form (see migration 0702).
 import { sql, type RawBuilder } from 'kysely';
 
 /** The columns of the row a table alias names, as references: `columnsOf('t')('task_id')` is t.task_id. */
