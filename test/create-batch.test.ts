@@ -41,7 +41,20 @@ describe('createTask in shared transactions', () => {
   let observer: pg.Client;
   const db = () => q.service.ctx.db;
   const queue = () => q.queue();
-  const create = (c: Call) => answer(queue().createTask(c.taskId, c.def));
+  /** The createTask calls not yet answered, and the refusals so far, for reach's failure message. */
+  const inFlight = new Set<string>();
+  const refused: string[] = [];
+  let calls = 0;
+  const create = (c: Call) => {
+    const label = `#${++calls} ${c.taskId}`;
+    inFlight.add(label);
+    return answer(queue().createTask(c.taskId, c.def))
+      .then((a) => {
+        if (a.code !== 200) refused.push(`${label}: ${a.code} ${a.message?.split('\n')[0]}`);
+        return a;
+      })
+      .finally(() => inFlight.delete(label));
+  };
 
   before(async () => {
     q = await startTestQueue({ enableLoops: false });
@@ -87,13 +100,20 @@ describe('createTask in shared transactions', () => {
     }
   }
 
-  /** Waits for a state the service reaches after HTTP calls (generously: the test process is the service too). */
+  /**
+   * Waits for a state the service reaches after HTTP calls (generously: the test process is the
+   * service too, but within the client's 30 s request timeout, so that a stall fails here, with
+   * the state below, rather than as a bare request timeout).
+   */
   async function reach(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
     try {
-      await waitFor(what, check, { timeoutMs: 60_000 });
+      await waitFor(what, check, { timeoutMs: 20_000 });
     } catch (err) {
       const batcher = createBatcher(q.service.ctx);
-      throw new Error(`${(err as Error).message} (queued ${batcher.queued}, stats ${JSON.stringify(batcher.stats)}, waiting for locks ${await lockWaiters()})`);
+      const backends = await observer.query(`SELECT pid, state, wait_event_type, wait_event, left(query, 60) AS query
+        FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`);
+      throw new Error(`${(err as Error).message} (queued ${batcher.queued}, stats ${JSON.stringify(batcher.stats)}, ` +
+        `calls unanswered ${inFlight.size}: ${[...inFlight].join(', ')}; refused ${JSON.stringify(refused)}; backends ${JSON.stringify(backends.rows)})`);
     }
   }
 
@@ -167,9 +187,12 @@ describe('createTask in shared transactions', () => {
     const intoSealed: Call = { taskId: slugid(), def: taskDef({ taskGroupId: sealedGroup, schedulerId: 'sched-s' }) };
     const existingOther: Call = { taskId: existing.taskId, def: { ...existing.def, payload: { other: true } } };
     const sharedGroup = slugid();
+    // expiries 11 down to 2 days, all past taskDef's 1-day deadline: an expiry of exactly '1 day' is
+    // computed before taskDef computes the deadline, and a millisecond tick between them made it
+    // an earlier one (a rightful 400 that kept the call out of the batch)
     const shared = Array.from({ length: 10 }, (_, i): Call => ({
       taskId: slugid(),
-      def: taskDef({ taskGroupId: sharedGroup, taskQueueId: queueB, expires: taskcluster.fromNowJSON(`${10 - i} days`) }),
+      def: taskDef({ taskGroupId: sharedGroup, taskQueueId: queueB, expires: taskcluster.fromNowJSON(`${11 - i} days`) }),
     }));
     const plain = Array.from({ length: 10 }, (_, i): Call => ({ taskId: slugid(), def: taskDef({ taskQueueId: i % 2 ? queueA : queueB }) }));
     const batched = [dup, dup, ...contested, ...schedX, ...schedY, groupAOk, groupAOther, intoSealed, sealedTask, existing, existingOther, ...shared, ...plain];
