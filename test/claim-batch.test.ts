@@ -114,9 +114,12 @@ describe('claims served in shared transactions', () => {
 
     const stats = { ...claimBatcher(q.service.ctx).stats };
     // submitted in one turn of the event loop, so one batch serves them all
-    const got = await Promise.all(
+    const answers = await Promise.all(
       asks.map(([taskQueueId, workerId, n]) => claimPending(q.service.ctx, { taskQueueId, workerGroup: 'wg', workerId }, n)),
     );
+    const got = answers.map((a) => a.claims);
+    // each queue's requests asked for more than it held: nothing left pending anywhere
+    assert.deepEqual(answers.map((a) => a.morePending), asks.map(() => false));
     const now = claimBatcher(q.service.ctx).stats;
     assert.deepEqual(
       { batches: now.batches - stats.batches, items: now.items - stats.items, fallbacks: now.fallbacks - stats.fallbacks },
@@ -158,7 +161,10 @@ describe('claims served in shared transactions', () => {
     const taskQueueId = uniqueQueue();
     await make(taskQueueId, 30);
     const who = { taskQueueId, workerGroup: 'wg', workerId: 'busy' };
-    const got = await Promise.all([claimPending(q.service.ctx, who, 12), claimPending(q.service.ctx, who, 12)]);
+    const answers = await Promise.all([claimPending(q.service.ctx, who, 12), claimPending(q.service.ctx, who, 12)]);
+    // 6 of the 30 stay pending, and both requests say so
+    assert.deepEqual(answers.map((a) => a.morePending), [true, true]);
+    const got = answers.map((a) => a.claims);
     const ids = got.flat().map((c) => c.status.taskId);
     assert.deepEqual(ids, [...made].sort(claimOrder).slice(0, 24).map((m) => m.taskId));
     const w = await q.queue().getWorker(...split(taskQueueId), 'wg', 'busy');

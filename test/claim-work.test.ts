@@ -12,6 +12,7 @@ import { invariantViolations } from './harness/invariants.js';
 import { taskMessages } from './harness/messages.js';
 import { shiftClock } from './harness/clock.js';
 import { waitFor } from './harness/wait.js';
+import { claimBatcher } from '../services/queue/src/claims/claim.js';
 
 describe('claimWork', () => {
   let q: TestQueue;
@@ -130,6 +131,80 @@ describe('claimWork', () => {
     await q.queue().rerunTask(taskId);
     const again = await claiming;
     assert.equal(again.tasks[0].runId, 1);
+  });
+
+  describe('many long-polls on one queue', () => {
+    const inLine = (taskQueueId: string): number => (q.service.ctx.waiters as any).waiting.get(taskQueueId)?.size ?? 0;
+    const woken = () => q.service.ctx.waiters.stats.woken;
+
+    it('a new task wakes the longest waiting only; a burst fans out from claim to claim and reaches them all', async () => {
+      // a 20 s long-poll, whose fallback poll is 5 s: only wakes can answer the burst within 2 s
+      q.config.claimWorkTimeoutSec = 20;
+      try {
+        const taskQueueId = uniqueQueue();
+        const got = new Map<string, string[]>();
+        const calls: Array<Promise<unknown>> = [];
+        for (let i = 0; i < 20; i++) {
+          // one at a time, so the line's order is known
+          calls.push(q.queue().claimWork(taskQueueId, worker(`w${i}`)).then((r: any) => got.set(`w${i}`, r.tasks.map((c: any) => c.status.taskId))));
+          await waitFor(`${i + 1} in line`, () => inLine(taskQueueId) === i + 1, { everyMs: 2 });
+        }
+        for (let round = 1; round <= 2; round++) {
+          const before = woken();
+          const [taskId] = await createPending(taskQueueId, 1);
+          await waitFor(`round ${round}: the task claimed`, () => got.size === round, { everyMs: 2 });
+          // the notification's wake, made synchronously: waking the whole line would have made 20
+          // at once; the claim took the last pending run, so it wakes no one else
+          assert.equal(woken() - before, 1);
+          // the longest waiting got it
+          assert.deepEqual(got.get(`w${round - 1}`), [taskId], `round ${round}: ${JSON.stringify([...got])}`);
+          await waitFor(`round ${round}: the rest in line`, () => inLine(taskQueueId) === 20 - round, { everyMs: 2 });
+          assert.equal(woken() - before, 1);
+        }
+        // 18 tasks at once (a few batches, a notification each): each claim that leaves runs
+        // pending wakes two more waiters
+        const started = Date.now();
+        const burst = await Promise.all(Array.from({ length: 18 }, async () => {
+          const taskId = slugid();
+          await q.queue().createTask(taskId, taskDef({ taskQueueId }));
+          return taskId;
+        }));
+        await Promise.all(calls);
+        const took = Date.now() - started;
+        assert.ok(took < 2000, `the burst took ${took} ms to reach 18 waiters`);
+        const handed = [...got.values()].flat();
+        assert.equal(got.size, 20);
+        assert.ok([...got.values()].every((t) => t.length === 1), JSON.stringify([...got]));
+        assert.deepEqual(handed.slice(2).sort(), [...burst].sort());
+        assert.equal(inLine(taskQueueId), 0);
+      } finally {
+        q.config.claimWorkTimeoutSec = 1;
+      }
+    });
+
+    it('a quarantined long-poll keeps no place in line, so the task goes to the next waiter', async () => {
+      q.config.claimWorkTimeoutSec = 3;
+      try {
+        const taskQueueId = uniqueQueue();
+        const [prov, wt] = taskQueueId.split('/') as [string, string];
+        await createPending(taskQueueId, 1);
+        assert.equal((await q.queue().claimWork(taskQueueId, worker('bad'))).tasks.length, 1);
+        await q.queue().quarantineWorker(prov, wt, 'wg', 'bad', { quarantineUntil: taskcluster.fromNowJSON('1 hour') });
+        const claims = claimBatcher(q.service.ctx).stats.items;
+        const bad = q.queue().claimWork(taskQueueId, worker('bad'));
+        // it registered before its (empty) claim; then it finds it is quarantined and leaves
+        await waitFor('the quarantined worker looked', () => claimBatcher(q.service.ctx).stats.items > claims, { everyMs: 2 });
+        await waitFor('the quarantined worker out of line', () => inLine(taskQueueId) === 0, { everyMs: 2 });
+        const good = q.queue().claimWork(taskQueueId, worker('good'));
+        await waitFor('the next waiter in line', () => inLine(taskQueueId) === 1, { everyMs: 2 });
+        const [taskId] = await createPending(taskQueueId, 1);
+        // woken, not found by its 5 s fallback poll: the poll is longer than this 3 s long-poll
+        assert.deepEqual((await good).tasks.map((c: any) => c.status.taskId), [taskId]);
+        assert.deepEqual(await bad, { tasks: [] });
+      } finally {
+        q.config.claimWorkTimeoutSec = 1;
+      }
+    });
   });
 
   it('does not hand out a task past its deadline, and leaves its pending row to the deadline resolver', async () => {

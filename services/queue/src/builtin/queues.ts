@@ -23,7 +23,7 @@ const batchSize = 100;
 export async function resolveBuiltin(ctx: Ctx, taskQueueId: BuiltinQueue): Promise<{ handled: number; full: boolean }> {
   const outcome = builtinQueues[taskQueueId];
   const who: Claimer = { taskQueueId, workerGroup: 'built-in', workerId: taskQueueId.slice('built-in/'.length) };
-  const claims = await claimPending(ctx, who, batchSize);
+  const { claims } = await claimPending(ctx, who, batchSize);
   let handled = 0;
   for (const c of claims) {
     const taskId = c.status.taskId;

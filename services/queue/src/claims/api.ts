@@ -9,6 +9,7 @@ import { splitQueueId } from '../tasks/status.js';
 import { claimPending, claimUntil, type Claim, type Claimer } from './claim.js';
 import { finishClaim } from './finish.js';
 import { markQueueSeen, markWorkerSeen } from './seen.js';
+import type { Waiter } from './waiters.js';
 
 // `db` is the caller's transaction when it has one: a second pool connection taken while holding
 // the first deadlocks the pool once every connection is held that way.
@@ -23,6 +24,19 @@ async function isQuarantined(ctx: Ctx, db: Db | Trx, who: Claimer): Promise<bool
   return !!row?.quarantine_until && new Date(row.quarantine_until) > ctx.clock.now();
 }
 
+/**
+ * Leaves the queue's waiters when a call ends. A notification wakes only one waiter
+ * (claims/waiters.ts), so what this call owes the others is passed on: after a claim that got all
+ * it asked for while more stayed pending, two more wakes; otherwise the wake it took and did not
+ * act on (it came during the claim, or just before the client left), which may be about a task
+ * the claim did not see.
+ */
+function leave(ctx: Ctx, taskQueueId: string, waiter: Waiter, fanOut: boolean, tookWake = false): void {
+  waiter.cancel();
+  const owed = fanOut ? 2 : waiter.woken || tookWake ? 1 : 0;
+  if (owed > 0) ctx.waiters.wake(taskQueueId, owed);
+}
+
 /** Claims up to `count`, waiting up to the long-poll timeout for the first one. */
 async function claimWork(ctx: Ctx, who: Claimer, count: number, clientGone: () => AbortSignal): Promise<Claim[]> {
   const deadline = Date.now() + ctx.config.claimWorkTimeoutSec * 1000;
@@ -30,27 +44,69 @@ async function claimWork(ctx: Ctx, who: Claimer, count: number, clientGone: () =
   markWorkerSeen(ctx, who);
   // made only once the call has to wait: under load most calls find work at once
   let signal: AbortSignal | undefined;
+  // whether the last wait ended with a wake (the claim after it acted on it, unless quarantined)
+  let tookWake = false;
+  let quarantined: boolean | undefined;
   for (;;) {
     const waiter = ctx.waiters.register(who.taskQueueId);
+    let claims: Claim[];
+    let morePending: boolean;
     try {
-      const claims = await claimPending(ctx, who, count);
-      if (claims.length > 0) return claims;
+      ({ claims, morePending } = await claimPending(ctx, who, count));
     } catch (err) {
-      waiter.cancel();
+      leave(ctx, who.taskQueueId, waiter, false, tookWake);
       throw err;
+    }
+    if (claims.length > 0) {
+      leave(ctx, who.taskQueueId, waiter, claims.length === count && morePending);
+      return claims;
     }
     const left = deadline - Date.now();
     signal ??= AbortSignal.any([clientGone(), ctx.draining]);
     if (left <= 0 || signal.aborted) {
-      waiter.cancel();
+      leave(ctx, who.taskQueueId, waiter, false);
       return [];
     }
-    // a quarantined worker ends up here too (the claim statement skips it): told nothing, it
-    // waits out the poll and gets no work. A poll every few seconds covers a lost LISTEN
-    // connection; NOTIFY normally wakes us first.
+    // The claim statement gives a quarantined worker nothing; as a waiter it would take wakes
+    // meant for others. It waits out the poll outside the line, told nothing, as Taskcluster's
+    // does. Looked up once per call, when it first has to wait (a key lookup, and only when the
+    // queue is empty; the waiters a fan-out wakes for nothing would otherwise pay it each time).
+    // A worker quarantined while it waits leaves the line when this call ends; a wake it takes
+    // meanwhile waits for another waiter's fallback poll (at most 5 s).
+    if (quarantined === undefined) {
+      try {
+        quarantined = await isQuarantined(ctx, ctx.db, who);
+      } catch (err) {
+        leave(ctx, who.taskQueueId, waiter, false, tookWake);
+        throw err;
+      }
+    }
+    if (quarantined) {
+      leave(ctx, who.taskQueueId, waiter, false, tookWake);
+      await sleepUntil(deadline, signal);
+      return [];
+    }
+    // A poll every few seconds covers a lost LISTEN connection; NOTIFY normally wakes us first.
     await waiter.wait(Math.min(left, 5000), signal);
-    if (signal.aborted) return [];
+    tookWake = waiter.woken;
+    if (signal.aborted) {
+      leave(ctx, who.taskQueueId, waiter, false);
+      return [];
+    }
   }
+}
+
+function sleepUntil(deadline: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
+    signal.addEventListener('abort', done, { once: true });
+    if (signal.aborted) done();
+  });
 }
 
 export const claimEndpoints = [

@@ -32,8 +32,15 @@ export function claimUntil(ctx: Ctx): Date {
   return new Date(Math.ceil(ms / 1000) * 1000);
 }
 
-/** Up to `count` pending runs of the claimer's queue, now running on its name; [] when none. */
-export async function claimPending(ctx: Ctx, who: Claimer, count: number): Promise<Claim[]> {
+export interface Claimed {
+  /** Up to the count asked for; [] when none. */
+  claims: Claim[];
+  /** Whether the queue kept pending runs past this claim (take.ts); false when it got nothing. */
+  morePending: boolean;
+}
+
+/** Up to `count` pending runs of the claimer's queue, now running on its name. */
+export async function claimPending(ctx: Ctx, who: Claimer, count: number): Promise<Claimed> {
   return claimBatcher(ctx).submit({ who, count });
 }
 
@@ -44,11 +51,14 @@ export async function claimPending(ctx: Ctx, who: Claimer, count: number): Promi
 // starts on the next turn of the event loop. 64 requests (at most 32 tasks each from claimWork)
 // bound one transaction's size and its answer's wait.
 export const claimBatcher = batcherPerService(
-  (ctx: Ctx) => new Batcher<ClaimRequest, Claim[]>((items) => serveClaims(ctx, items), { name: 'claimWork', maxBatch: 64, lanes: 2 }),
+  (ctx: Ctx) => new Batcher<ClaimRequest, Claimed>((items) => serveClaims(ctx, items), { name: 'claimWork', maxBatch: 64, lanes: 2 }),
 );
 
-async function serveClaims(ctx: Ctx, items: ClaimRequest[]): Promise<Array<Outcome<Claim[]>>> {
+async function serveClaims(ctx: Ctx, items: ClaimRequest[]): Promise<Array<Outcome<Claimed>>> {
   const takenUntil = claimUntil(ctx);
   const taken = await takePending(ctx, items, takenUntil);
-  return taken.map((rows) => ({ ok: true as const, value: rows.map((row) => claimAnswer(ctx, row, takenUntil)) }));
+  return taken.map(({ rows, morePending }) => ({
+    ok: true as const,
+    value: { claims: rows.map((row) => claimAnswer(ctx, row, takenUntil)), morePending },
+  }));
 }

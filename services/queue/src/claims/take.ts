@@ -18,15 +18,29 @@ export interface ClaimRequest {
   count: number;
 }
 
-/** Per request (same order), the claims it got, priority then FIFO. */
-export async function takePending(ctx: Ctx, requests: ClaimRequest[], takenUntil: Date): Promise<ClaimedRow[][]> {
+export interface Taken {
+  /** The claims the request got, priority then FIFO. */
+  rows: ClaimedRow[];
+  /**
+   * Whether its queue had pending runs beyond what this statement took (claimWork wakes more
+   * waiters then: claims/waiters.ts). Only known for a request that got something.
+   */
+  morePending: boolean;
+}
+
+/** Per request (same order), what it took. */
+export async function takePending(ctx: Ctx, requests: ClaimRequest[], takenUntil: Date): Promise<Taken[]> {
   const asked = JSON.stringify(
     requests.map((r, i) => ({ i, q: r.who.taskQueueId, g: r.who.workerGroup, w: r.who.workerId, n: r.count })),
   );
   const { rows } = await ctx.batchDb.executeQuery(claimStatement({ asked, takenUntil, ...claimRecordValues(ctx, takenUntil) }));
-  const claims: ClaimedRow[][] = requests.map(() => []);
-  for (const { claim_request, ...row } of rows) claims[claim_request]!.push(row);
-  return claims;
+  const taken: Taken[] = requests.map(() => ({ rows: [], morePending: false }));
+  for (const { claim_request, more_pending, ...row } of rows) {
+    const t = taken[claim_request]!;
+    t.rows.push(row);
+    t.morePending = more_pending;
+  }
+  return taken;
 }
 
 // - a quarantined worker's request takes no tasks, so it holds back nothing meant for others;
@@ -35,12 +49,15 @@ export async function takePending(ctx: Ctx, requests: ClaimRequest[], takenUntil
 // - the run moves only if it is still pending (a stale pending row is dropped, as before);
 // - the status is built from the task's other runs plus the row just written: the statement's
 //   snapshot still shows the claimed run as pending;
-// - the CTEs that write (the messages, the worker rows) run whether or not anything reads them.
+// - the CTEs that write (the messages, the worker rows) run whether or not anything reads them;
+// - each claim says whether its queue kept pending runs past this statement's picks, as the
+//   statement's snapshot shows them (runs other claims hold locked, or past their deadline, count
+//   too: a wake too many is harmless; runs committed later send their own NOTIFY).
 // The planner cannot know how many requests and picks there are (a parameter, a LIMIT per
 // queue); guessing high, it would hash-join whole tables. So every step that reaches a big
 // table is one it must serve from an index: a scalar subquery per request for the quarantine
 // check, and `= ANY (ARRAY(...))` on the key for pending, runs and tasks.
-const claimStatement = template<ClaimRecordValues & { asked: string; takenUntil: Date }, ClaimedRow & { claim_request: number }>((v) => sql`
+const claimStatement = template<ClaimRecordValues & { asked: string; takenUntil: Date }, ClaimedRow & { claim_request: number; more_pending: boolean }>((v) => sql`
     WITH request AS (
       -- request i takes its queue's picks before+1 .. before+n
       SELECT r.*, sum(r.n) OVER (PARTITION BY r.q ORDER BY r.i) - r.n AS before
@@ -79,5 +96,13 @@ const claimStatement = template<ClaimRecordValues & { asked: string; takenUntil:
       FROM moved m
       JOIN dealt ON dealt.task_id = m.task_id AND dealt.run_id = m.run_id
       JOIN tasks t ON t.task_id = m.task_id AND t.task_id = ANY (ARRAY(SELECT task_id FROM moved))
+    ), rest AS MATERIALIZED (
+      SELECT wanted.q, EXISTS (
+        SELECT FROM pending p
+        WHERE p.task_queue_id = wanted.q AND p.task_id <> ALL (ARRAY(SELECT task_id FROM picked WHERE picked.task_queue_id = wanted.q))
+      ) AS more_pending
+      FROM wanted
     ), ${recordClaimsWith(v)}
-    SELECT claim_request, ${claimAnswerColumns} FROM claimed ORDER BY claim_order`);
+    SELECT claim_request, ${claimAnswerColumns}, rest.more_pending
+    FROM claimed JOIN request ON request.i = claimed.claim_request JOIN rest ON rest.q = request.q
+    ORDER BY claim_order`);
