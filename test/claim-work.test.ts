@@ -197,9 +197,12 @@ describe('claimWork', () => {
         await waitFor('the quarantined worker out of line', () => inLine(taskQueueId) === 0, { everyMs: 2 });
         const good = q.queue().claimWork(taskQueueId, worker('good'));
         await waitFor('the next waiter in line', () => inLine(taskQueueId) === 1, { everyMs: 2 });
+        const started = Date.now();
         const [taskId] = await createPending(taskQueueId, 1);
-        // woken, not found by its 5 s fallback poll: the poll is longer than this 3 s long-poll
         assert.deepEqual((await good).tasks.map((c: any) => c.status.taskId), [taskId]);
+        // woken: its own last look comes only at the end of its 3 s long-poll
+        const took = Date.now() - started;
+        assert.ok(took < 2000, `the next waiter got the task after ${took} ms`);
         assert.deepEqual(await bad, { tasks: [] });
       } finally {
         q.config.claimWorkTimeoutSec = 1;
