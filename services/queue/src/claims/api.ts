@@ -1,4 +1,5 @@
 // claimWork (long-poll) and the deprecated claimTask.
+import { sleep } from '@conveyor/pulse';
 import { sql } from 'kysely';
 import type { Ctx } from '../context.js';
 import type { Db, Trx } from '../db/database.js';
@@ -49,41 +50,33 @@ async function claimWork(ctx: Ctx, who: Claimer, count: number, clientGone: () =
   let quarantined: boolean | undefined;
   for (;;) {
     const waiter = ctx.waiters.register(who.taskQueueId);
-    let claims: Claim[];
-    let morePending: boolean;
+    let left: number;
     try {
-      ({ claims, morePending } = await claimPending(ctx, who, count));
+      const { claims, morePending } = await claimPending(ctx, who, count);
+      if (claims.length > 0) {
+        leave(ctx, who.taskQueueId, waiter, claims.length === count && morePending);
+        return claims;
+      }
+      left = deadline - Date.now();
+      signal ??= AbortSignal.any([clientGone(), ctx.draining]);
+      if (left <= 0 || signal.aborted) {
+        leave(ctx, who.taskQueueId, waiter, false);
+        return [];
+      }
+      // The claim statement gives a quarantined worker nothing; as a waiter it would take wakes
+      // meant for others. It waits out the poll outside the line, told nothing, as Taskcluster's
+      // does. Looked up once per call, when it first has to wait (a key lookup, and only when the
+      // queue is empty; the waiters a fan-out wakes for nothing would otherwise pay it each time).
+      // A worker quarantined while it waits leaves the line when this call ends; a wake it takes
+      // meanwhile waits for another waiter's fallback poll (at most 5 s).
+      quarantined ??= await isQuarantined(ctx, ctx.db, who);
     } catch (err) {
       leave(ctx, who.taskQueueId, waiter, false, tookWake);
       throw err;
     }
-    if (claims.length > 0) {
-      leave(ctx, who.taskQueueId, waiter, claims.length === count && morePending);
-      return claims;
-    }
-    const left = deadline - Date.now();
-    signal ??= AbortSignal.any([clientGone(), ctx.draining]);
-    if (left <= 0 || signal.aborted) {
-      leave(ctx, who.taskQueueId, waiter, false);
-      return [];
-    }
-    // The claim statement gives a quarantined worker nothing; as a waiter it would take wakes
-    // meant for others. It waits out the poll outside the line, told nothing, as Taskcluster's
-    // does. Looked up once per call, when it first has to wait (a key lookup, and only when the
-    // queue is empty; the waiters a fan-out wakes for nothing would otherwise pay it each time).
-    // A worker quarantined while it waits leaves the line when this call ends; a wake it takes
-    // meanwhile waits for another waiter's fallback poll (at most 5 s).
-    if (quarantined === undefined) {
-      try {
-        quarantined = await isQuarantined(ctx, ctx.db, who);
-      } catch (err) {
-        leave(ctx, who.taskQueueId, waiter, false, tookWake);
-        throw err;
-      }
-    }
     if (quarantined) {
       leave(ctx, who.taskQueueId, waiter, false, tookWake);
-      await sleepUntil(deadline, signal);
+      await sleep(deadline - Date.now(), signal);
       return [];
     }
     // A poll every few seconds covers a lost LISTEN connection; NOTIFY normally wakes us first.
@@ -94,19 +87,6 @@ async function claimWork(ctx: Ctx, who: Claimer, count: number, clientGone: () =
       return [];
     }
   }
-}
-
-function sleepUntil(deadline: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
-    signal.addEventListener('abort', done, { once: true });
-    if (signal.aborted) done();
-  });
 }
 
 export const claimEndpoints = [

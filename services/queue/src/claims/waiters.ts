@@ -102,9 +102,7 @@ export class PendingWaiters {
     let set = this.waiting.get(taskQueueId);
     if (!set) this.waiting.set(taskQueueId, (set = new Set()));
     set.add(wake);
-    let release = () => {};
     const cancel = () => {
-      release();
       const s = this.waiting.get(taskQueueId);
       s?.delete(wake);
       if (s && s.size === 0) this.waiting.delete(taskQueueId);
@@ -117,17 +115,16 @@ export class PendingWaiters {
           return;
         }
         let timer: NodeJS.Timeout | undefined;
-        await new Promise<void>((resolve) => {
-          // an abort ends the wait but is no wake: `woken` stays false
-          const onAbort = () => resolve();
-          release = () => {
-            clearTimeout(timer);
-            signal?.removeEventListener('abort', onAbort);
-          };
-          signal?.addEventListener('abort', onAbort, { once: true });
+        let onAbort: (() => void) | undefined;
+        // an abort ends the wait but is no wake: `woken` stays false
+        const timedOutOrAborted = new Promise<void>((resolve) => {
           timer = setTimeout(resolve, ms);
-          void fired.then(() => resolve());
+          onAbort = () => resolve();
+          signal?.addEventListener('abort', onAbort, { once: true });
         });
+        await Promise.race([fired, timedOutOrAborted]);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort!);
         cancel();
       },
       cancel,
