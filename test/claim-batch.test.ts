@@ -191,7 +191,7 @@ describe('claims served in shared transactions', () => {
       }),
     );
     // they ask for more than is pending: some wait, and tasks made now wake them
-    const waiting = () => [...(q.service.ctx.waiters as any).waiting.values()].reduce((n: number, s: Set<unknown>) => n + s.size, 0);
+    const waiting = () => q.service.ctx.waiters.inLine();
     await waitFor('long-polls waiting', () => waiting() > 0, { everyMs: 2 });
     for (const [i, tq] of queues.entries()) await make(tq, 6, i + 1);
     await claiming;

@@ -14,6 +14,8 @@ import { shiftClock } from './harness/clock.js';
 import { waitFor } from './harness/wait.js';
 import { claimBatcher } from '../services/queue/src/claims/claim.js';
 
+const inLine = (t: TestQueue, taskQueueId: string): number => t.service.ctx.waiters.inLine(taskQueueId);
+
 describe('claimWork', () => {
   let q: TestQueue;
   before(async () => {
@@ -30,7 +32,7 @@ describe('claimWork', () => {
 
   /** Resolves once a claimWork long-poll for the queue is waiting in the service. */
   const waiting = (taskQueueId: string) =>
-    waitFor(`a claimWork waiting on ${taskQueueId}`, () => ((q.service.ctx.waiters as any).waiting.get(taskQueueId)?.size ?? 0) > 0, { everyMs: 2 });
+    waitFor(`a claimWork waiting on ${taskQueueId}`, () => inLine(q, taskQueueId) > 0, { everyMs: 2 });
 
   it('claims up to the requested number, at most 32, and only what is pending', async () => {
     const taskQueueId = uniqueQueue();
@@ -134,7 +136,6 @@ describe('claimWork', () => {
   });
 
   describe('many long-polls on one queue', () => {
-    const inLine = (taskQueueId: string): number => (q.service.ctx.waiters as any).waiting.get(taskQueueId)?.size ?? 0;
     const woken = () => q.service.ctx.waiters.stats.woken;
 
     it('a new task wakes the longest waiting only; a burst fans out from claim to claim and reaches them all', async () => {
@@ -147,7 +148,7 @@ describe('claimWork', () => {
         for (let i = 0; i < 20; i++) {
           // one at a time, so the line's order is known
           calls.push(q.queue().claimWork(taskQueueId, worker(`w${i}`)).then((r: any) => got.set(`w${i}`, r.tasks.map((c: any) => c.status.taskId))));
-          await waitFor(`${i + 1} in line`, () => inLine(taskQueueId) === i + 1, { everyMs: 2 });
+          await waitFor(`${i + 1} in line`, () => inLine(q, taskQueueId) === i + 1, { everyMs: 2 });
         }
         for (let round = 1; round <= 2; round++) {
           const before = woken();
@@ -158,7 +159,7 @@ describe('claimWork', () => {
           assert.equal(woken() - before, 1);
           // the longest waiting got it
           assert.deepEqual(got.get(`w${round - 1}`), [taskId], `round ${round}: ${JSON.stringify([...got])}`);
-          await waitFor(`round ${round}: the rest in line`, () => inLine(taskQueueId) === 20 - round, { everyMs: 2 });
+          await waitFor(`round ${round}: the rest in line`, () => inLine(q, taskQueueId) === 20 - round, { everyMs: 2 });
           assert.equal(woken() - before, 1);
         }
         // 18 tasks at once (a few batches, a notification each): each claim that leaves runs
@@ -176,7 +177,7 @@ describe('claimWork', () => {
         assert.equal(got.size, 20);
         assert.ok([...got.values()].every((t) => t.length === 1), JSON.stringify([...got]));
         assert.deepEqual(handed.slice(2).sort(), [...burst].sort());
-        assert.equal(inLine(taskQueueId), 0);
+        assert.equal(inLine(q, taskQueueId), 0);
       } finally {
         q.config.claimWorkTimeoutSec = 1;
       }
@@ -194,9 +195,9 @@ describe('claimWork', () => {
         const bad = q.queue().claimWork(taskQueueId, worker('bad'));
         // it registered before its (empty) claim; then it finds it is quarantined and leaves
         await waitFor('the quarantined worker looked', () => claimBatcher(q.service.ctx).stats.items > claims, { everyMs: 2 });
-        await waitFor('the quarantined worker out of line', () => inLine(taskQueueId) === 0, { everyMs: 2 });
+        await waitFor('the quarantined worker out of line', () => inLine(q, taskQueueId) === 0, { everyMs: 2 });
         const good = q.queue().claimWork(taskQueueId, worker('good'));
-        await waitFor('the next waiter in line', () => inLine(taskQueueId) === 1, { everyMs: 2 });
+        await waitFor('the next waiter in line', () => inLine(q, taskQueueId) === 1, { everyMs: 2 });
         const started = Date.now();
         const [taskId] = await createPending(taskQueueId, 1);
         assert.deepEqual((await good).tasks.map((c: any) => c.status.taskId), [taskId]);
@@ -374,7 +375,7 @@ describe('claimWork', () => {
       });
       req.on('error', () => {});
       req.end(body);
-      const waiters = () => (long.service.ctx.waiters as any).waiting.get(taskQueueId)?.size ?? 0;
+      const waiters = () => inLine(long, taskQueueId);
       await waitFor('the long-poll waiting', () => waiters() > 0, { everyMs: 2 });
       req.destroy();
       // released by the disconnect, long before its 60 s would end

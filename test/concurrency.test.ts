@@ -52,7 +52,7 @@ describe('concurrency', () => {
     it("wake each other's long-polls", async () => {
       const taskQueueId = uniqueQueue();
       const claiming = otherQueue().claimWork(taskQueueId, { workerGroup: 'wg', workerId: 'w1', tasks: 1 });
-      await waitFor('a long-poll in the other instance', () => (other.ctx.waiters as any).waiting.get(taskQueueId)?.size > 0, { everyMs: 2 });
+      await waitFor('a long-poll in the other instance', () => other.ctx.waiters.inLine(taskQueueId) > 0, { everyMs: 2 });
       const taskId = slugid();
       const before = Date.now();
       await q.queue().createTask(taskId, taskDef({ taskQueueId }));

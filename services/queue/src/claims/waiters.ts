@@ -31,7 +31,7 @@ export class PendingWaiters {
   private client: pg.Client | undefined;
   private stopped = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
-  /** Waiters woken (by a notification, a fan-out or wakeAll), for the tests and the bench. */
+  /** Waiters woken (by a notification, a fan-out or wakeAll), for the tests. */
   readonly stats = { woken: 0 };
 
   constructor(private readonly connectionString: string, private readonly log: FastifyBaseLogger) {}
@@ -64,6 +64,14 @@ export class PendingWaiters {
       // anything made pending while we were away: let every waiter look again
       this.wakeAll();
     }, 1000);
+  }
+
+  /** Waiters of the queue, or of every queue (for the tests). */
+  inLine(taskQueueId?: string): number {
+    if (taskQueueId !== undefined) return this.waiting.get(taskQueueId)?.size ?? 0;
+    let n = 0;
+    for (const set of this.waiting.values()) n += set.size;
+    return n;
   }
 
   /** Wakes the `n` longest-waiting waiters of the queue (a notification: one). */
